@@ -1,0 +1,90 @@
+"""Thin helpers over the kubernetes client: server-side apply and status patches.
+
+Server-side apply (field manager "mlcycle") makes create-or-update idempotent, and lets other writers
+own fields we do not set (e.g. Kueue owning a Job's `suspend`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+FIELD_MANAGER = "mlcycle"
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+def _path(api_version: str, kind_plural: str, namespace: str | None, name: str | None = None) -> str:
+    base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{ns}/{kind_plural}" + (f"/{name}" if name else "")
+
+
+PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": "modelversions",
+           "TrainingJob": "trainingjobs", "InferenceService": "inferenceservices", "Event": "events",
+           "Deployment": "deployments", "ConfigMap": "configmaps", "Secret": "secrets",
+           "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers"}
+
+
+def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):
+    api = api_client()
+    data = api.call_api(path, method, query_params=query or [], header_params={
+        "Content-Type": content_type, "Accept": "application/json"}, body=body, auth_settings=["BearerToken"],
+        response_type="object", _return_http_data_only=True)
+    return data
+
+
+def apply(obj: dict, force: bool = True) -> dict:
+    """Server-side apply one object (create or update; a no-op when nothing changed)."""
+    meta = obj["metadata"]
+    path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
+    query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
+    return call("PATCH", path, obj, "application/apply-patch+yaml", query)
+
+
+def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
+    try:
+        return call("GET", _path(api_version, PLURALS[kind], namespace, name))
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+
+
+def list_(api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict]:
+    query = [("labelSelector", label_selector)] if label_selector else []
+    return call("GET", _path(api_version, PLURALS[kind], namespace), query=query).get("items", [])
+
+
+def delete(api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"):
+    try:
+        return call("DELETE", _path(api_version, PLURALS[kind], namespace, name),
+                    {"propagationPolicy": propagation})
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def patch_status(api_version: str, kind: str, namespace: str, name: str, status: dict) -> dict:
+    path = _path(api_version, PLURALS[kind], namespace, name) + "/status"
+    return call("PATCH", path, {"status": status}, "application/merge-patch+json")
+
+
+def create(obj: dict) -> dict | None:
+    """Create; None when it already exists (callers that need create-once semantics use this)."""
+    meta = obj["metadata"]
+    try:
+        return call("POST", _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace")), obj)
+    except ApiException as e:
+        if e.status == 409:
+            return None
+        raise

@@ -1,0 +1,104 @@
+"""A real MinIO server on loopback, with generated credentials and data under .local/minio."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from minio import Minio
+
+from mlcycle.localdev import binaries
+from mlcycle.localdev.binaries import log
+from mlcycle.localdev.paths import LOCAL
+
+STATE = LOCAL / "minio"
+
+
+@dataclass(frozen=True)
+class MinioServer:
+    endpoint: str  # host:port
+    access_key: str
+    secret_key: str = field(repr=False)  # never printed
+    pid: int = 0
+
+    def client(self) -> Minio:
+        return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False)
+
+    def make_bucket(self, name: str) -> str:
+        client = self.client()
+        if not client.bucket_exists(name):
+            client.make_bucket(name)
+        return name
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.endpoint}/minio/health/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def current() -> MinioServer | None:
+    """The running server recorded in .local/minio/server.json, if it is alive."""
+    try:
+        server = MinioServer(**json.loads((STATE / "server.json").read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    return server if _pid_alive(server.pid) and server.healthy() else None
+
+
+def up(port: int | None = None, timeout: float = 60) -> MinioServer:
+    """Start MinIO (or reuse the running one). Idempotent."""
+    running = current()
+    if running:
+        return running
+    exe = binaries.binary("minio")
+    STATE.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    access_key, secret_key = "mlcycle-" + secrets.token_hex(4), secrets.token_urlsafe(24)
+    env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
+           "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"}
+    with open(STATE / "minio.log", "ab") as logfile:
+        proc = subprocess.Popen(
+            [str(exe), "server", str(STATE / "data"), "--address", f"127.0.0.1:{port}", "--quiet"],
+            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    server = MinioServer(f"127.0.0.1:{port}", access_key, secret_key, proc.pid)
+    deadline = time.monotonic() + timeout
+    while not server.healthy():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"MinIO did not start; see {STATE / 'minio.log'}")
+        time.sleep(0.2)
+    record = STATE / "server.json"
+    record.write_text(json.dumps(server.__dict__))
+    record.chmod(0o600)  # it holds the root credentials
+    log(f"MinIO on {server.endpoint} (credentials in {record})")
+    return server
+
+
+def down() -> None:
+    server = current()
+    if server:
+        os.killpg(server.pid, signal.SIGTERM)
+    (STATE / "server.json").unlink(missing_ok=True)

@@ -1,0 +1,135 @@
+"""A TrainingJob's status, computed from what is observed: its Job and the Job's pods."""
+
+from __future__ import annotations
+
+import json
+
+from mlcycle.conditions import condition, kstatus, merge_conditions
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+
+def _job_condition(job: dict, type_: str) -> dict | None:
+    return next((c for c in job.get("status", {}).get("conditions") or []
+                 if c["type"] == type_ and c["status"] == "True"), None)
+
+
+def termination_message(pod: dict) -> dict | None:
+    """The trainer's JSON termination message of a pod's first terminated container, if any."""
+    for cs in pod.get("status", {}).get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if terminated and terminated.get("message"):
+            try:
+                parsed = json.loads(terminated["message"])
+            except ValueError:
+                return {"log": terminated["message"][-500:]}
+            return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def pod_problem(pod: dict) -> tuple[str, str] | None:
+    """(reason, message) for a pod that cannot make progress or has failed, as a person would want it."""
+    status = pod.get("status", {})
+    name = pod["metadata"]["name"]
+    for cond in status.get("conditions") or []:
+        if cond["type"] == "PodScheduled" and cond["status"] == "False" and cond.get("reason") == "Unschedulable":
+            return "Unschedulable", f"pod {name} cannot be scheduled: {cond.get('message', '')}"
+    for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in ("ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
+                                     "InvalidImageName", "CreateContainerError", "CrashLoopBackOff"):
+            return waiting["reason"], f"pod {name} container {cs['name']}: {waiting.get('message', '')}".strip()
+        terminated = (cs.get("state") or {}).get("terminated") or {}
+        if terminated and terminated.get("exitCode", 0) != 0:
+            reason = terminated.get("reason") or "Error"
+            msg = termination_message(pod) or {}
+            detail = msg.get("error", {}).get("message") if isinstance(msg.get("error"), dict) else msg.get("log")
+            if reason == "OOMKilled":
+                return "OOMKilled", f"pod {name} ran out of memory (OOMKilled); raise spec.resources.memory"
+            code = terminated.get("exitCode")
+            trainer_reason = msg.get("error", {}).get("reason") if isinstance(msg.get("error"), dict) else None
+            return trainer_reason or reason, f"pod {name} exited with code {code}" + (f": {detail}" if detail
+                                                                                    else "")
+    return None
+
+
+def _worker_zero(pods: list[dict]) -> dict | None:
+    succeeded = [p for p in pods if p.get("status", {}).get("phase") == "Succeeded"]
+    indexed = [p for p in succeeded if p["metadata"].get("annotations", {}).get(COMPLETION_INDEX) == "0"]
+    return (indexed or succeeded or [None])[0]
+
+
+def training_status(spec, generation: int, job: dict | None, pods: list[dict], previous: dict | None,
+                    invalid: list[str] | None = None) -> dict:
+    """The whole status for one observation. `previous` keeps results a deleted pod can no longer give."""
+    previous = previous or {}
+    status: dict = {"observedGeneration": generation}
+    for kept in ("metrics", "artifact", "modelVersionRef", "startTime", "completionTime"):
+        if previous.get(kept) is not None:
+            status[kept] = previous[kept]
+
+    if invalid:
+        phase, reason, message = "Failed", "InvalidSpec", "; ".join(invalid)
+    elif job is None:
+        phase, reason, message = "Pending", "Creating", "creating the Job for the workers"
+    else:
+        js = job.get("status", {})
+        status["workers"] = {"active": js.get("active", 0), "ready": js.get("ready", 0) or 0,
+                             "succeeded": js.get("succeeded", 0), "failed": js.get("failed", 0)}
+        if js.get("startTime"):
+            status["startTime"] = js["startTime"]
+        status["attempts"] = (1 if js.get("startTime") else 0) + js.get("failed", 0)
+        problems = [p for p in map(pod_problem, pods) if p]
+        complete, failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
+        if complete:
+            phase, reason = "Succeeded", "Succeeded"
+            status["completionTime"] = js.get("completionTime") or complete.get("lastTransitionTime")
+            result = termination_message(_worker_zero(pods) or {}) or {}
+            if result.get("metrics"):
+                status["metrics"] = result["metrics"]
+            if result.get("artifact"):
+                art = result["artifact"]
+                status["artifact"] = {k: art[k] for k in ("uri", "digest", "size") if art.get(k) is not None}
+            message = "training finished" + (
+                f"; {', '.join(f'{k}={v:.4g}' for k, v in sorted(status.get('metrics', {}).items()))}"
+                if status.get("metrics") else "")
+        elif failed:
+            phase = "Failed"
+            status["completionTime"] = failed.get("lastTransitionTime")
+            reason = failed.get("reason") or "Failed"
+            message = failed.get("message") or "the Job failed"
+            if reason == "DeadlineExceeded":
+                message = f"DeadlineExceeded: ran longer than spec.runPolicy.activeDeadlineSeconds; {message}"
+            if problems:
+                reason, detail = problems[0] if reason == "BackoffLimitExceeded" else (reason, problems[0][1])
+                message = f"{detail} ({failed.get('reason')}: {failed.get('message', '')})"
+        elif job.get("spec", {}).get("suspend"):
+            phase, reason = "Suspended", "Suspended"
+            message = ("suspended by spec.runPolicy.suspend" if spec.run_policy.suspend
+                       else "the Job is suspended by another controller (e.g. a Kueue queue); waiting for it")
+        elif js.get("active", 0) and any(p.get("status", {}).get("phase") == "Running" for p in pods):
+            phase, reason = "Running", "Running"
+            message = f"{js.get('ready', 0) or 0}/{spec.workers} workers ready"
+            if problems:
+                reason, message = problems[0][0], f"{message}; {problems[0][1]}"
+        else:
+            phase, reason = "Pending", "Pending"
+            message = problems[0][1] if problems else "waiting for the workers to start"
+            if problems:
+                reason = problems[0][0]
+
+    status["phase"] = phase
+    status["message"] = message
+    in_progress = phase in ("Pending", "Running")
+    conds = kstatus(phase == "Succeeded", in_progress, phase == "Failed", reason, message, generation)
+    conds += [
+        condition("Running", phase == "Running", reason, message if phase == "Running" else "", generation),
+        condition("Succeeded", phase == "Succeeded", reason if phase == "Succeeded" else "NotSucceeded", "",
+                  generation),
+        condition("Failed", phase == "Failed", reason if phase == "Failed" else "NotFailed",
+                  message if phase == "Failed" else "", generation),
+        condition("Suspended", phase == "Suspended", reason if phase == "Suspended" else "NotSuspended",
+                  message if phase == "Suspended" else "", generation),
+    ]
+    status["conditions"] = merge_conditions(previous.get("conditions"), conds)
+    return status

@@ -1,0 +1,90 @@
+"""Session fixtures for the real servers: the local Kubernetes control plane, MinIO and Triton.
+
+Each server is started once per session (or reused when `make cluster-up`/`make minio-up` already runs
+it) and stopped at the end only if this session started it. A server that cannot start fails the tests
+that need it; nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from mlcycle.localdev import cluster as cluster_mod
+from mlcycle.localdev import minio as minio_mod
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    was_running = cluster_mod.current().kubeconfig.exists() and cluster_mod.current().is_ready()
+    c = cluster_mod.up()
+    yield c
+    if not was_running and not os.environ.get("MLCYCLE_KEEP_STACK"):
+        cluster_mod.down()
+
+
+@pytest.fixture(scope="session")
+def kube_api(cluster):
+    """A kubernetes.client.ApiClient for the local cluster."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(cluster.kubeconfig))
+
+
+@pytest.fixture
+def namespace(cluster):
+    """A fresh namespace per test, deleted afterwards (without waiting)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl_run("create", "namespace", name)
+    yield name
+    cluster.kubectl_run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def minio():
+    was_running = minio_mod.current() is not None
+    server = minio_mod.up()
+    yield server
+    if not was_running and not os.environ.get("MLCYCLE_KEEP_STACK"):
+        minio_mod.down()
+
+
+@pytest.fixture
+def bucket(minio):
+    return minio.make_bucket(f"t-{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    """Start the real tritonserver (pytriton wheel) on free loopback ports: `triton(model_repo)`."""
+    from mlcycle.localdev import triton as triton_mod
+
+    servers = []
+
+    def start(model_repository):
+        server = triton_mod.start(model_repository, tmp_path_factory.mktemp("triton") / "tritonserver.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def pytest_collection_modifyitems(items):
+    # Tests are marked by directory so nothing slips through unmarked.
+    for item in items:
+        for kind in ("unit", "integration", "e2e"):
+            if f"/tests/{kind}/" in str(item.fspath):
+                item.add_marker(getattr(pytest.mark, kind))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # In CI a skipped test is a failure: a server that did not start must not pass as "skipped".
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        reporter.write_line(f"CI: {skipped} test(s) skipped; in CI a skip is a failure", red=True)
+        session.exitstatus = 1

@@ -1,0 +1,117 @@
+import json
+
+from factories import trainingjob_spec as spec
+
+from mlcycle.conditions import find
+from mlcycle.trainingjob.status import training_status
+
+
+def job(status=None, suspend=False):
+    return {"spec": {"suspend": suspend}, "status": status or {}}
+
+
+def pod(name="w-0", phase="Running", conditions=None, container_state=None, index="0"):
+    status = {"phase": phase, "conditions": conditions or []}
+    if container_state:
+        status["containerStatuses"] = [{"name": "trainer", "state": container_state}]
+    return {"metadata": {"name": name, "annotations": {"batch.kubernetes.io/job-completion-index": index}},
+            "status": status}
+
+
+def cond(status, type_):
+    return find(status["conditions"], type_)["status"]
+
+
+def test_no_job_yet_is_pending_and_reconciling():
+    s = training_status(spec(), 1, None, [], None)
+    assert s["phase"] == "Pending" and s["observedGeneration"] == 1
+    assert cond(s, "Reconciling") == "True" and cond(s, "Ready") == "False" and cond(s, "Stalled") == "False"
+
+
+def test_unschedulable_pod_says_why():
+    unsched = pod(phase="Pending", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                                 "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}])
+    s = training_status(spec(), 1, job({"active": 1, "startTime": "2026-01-01T00:00:00Z"}), [unsched], None)
+    assert s["phase"] == "Pending"
+    assert find(s["conditions"], "Ready")["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in s["message"]
+
+
+def test_image_pull_backoff_is_reported():
+    p = pod(phase="Pending", container_state={"waiting": {"reason": "ImagePullBackOff", "message": "no such image"}})
+    s = training_status(spec(), 1, job({"active": 1}), [p], None)
+    assert find(s["conditions"], "Ready")["reason"] == "ImagePullBackOff" and "no such image" in s["message"]
+
+
+def test_running_counts_workers():
+    s = training_status(spec(workers=2), 2, job({"active": 2, "ready": 1, "startTime": "t"}),
+                        [pod(), pod("w-1", index="1")], None)
+    assert s["phase"] == "Running" and s["workers"] == {"active": 2, "ready": 1, "succeeded": 0, "failed": 0}
+    assert s["attempts"] == 1 and cond(s, "Running") == "True"
+
+
+def test_success_takes_metrics_and_artifact_from_worker_zero_termination_message():
+    message = json.dumps({"metrics": {"val_accuracy": 0.97}, "artifact": {
+        "uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234, "format": "torchscript"}})
+    done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
+    other = pod("w-1", phase="Succeeded", index="1", container_state={"terminated": {"exitCode": 0}})
+    j = job({"succeeded": 2, "completionTime": "2026-01-01T01:00:00Z", "startTime": "2026-01-01T00:00:00Z",
+             "conditions": [{"type": "Complete", "status": "True"}]})
+    s = training_status(spec(workers=2), 1, j, [other, done], None)
+    assert s["phase"] == "Succeeded" and s["metrics"] == {"val_accuracy": 0.97}
+    assert s["artifact"] == {"uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
+    assert s["completionTime"] == "2026-01-01T01:00:00Z"
+    assert cond(s, "Ready") == "True" and cond(s, "Reconciling") == "False"
+
+
+def test_trainer_error_reason_and_message_reach_status_on_failure():
+    message = json.dumps({"error": {"reason": "DatasetNotFound", "message": "s3://data/x.csv: NoSuchKey"}})
+    failed = pod(phase="Failed", container_state={"terminated": {"exitCode": 1, "reason": "Error", "message": message}})
+    j = job({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                          "message": "Job has reached the specified backoff limit"}]})
+    s = training_status(spec(), 1, j, [failed], None)
+    assert s["phase"] == "Failed" and cond(s, "Stalled") == "True"
+    assert find(s["conditions"], "Ready")["reason"] == "DatasetNotFound"
+    assert "NoSuchKey" in s["message"] and "exited with code 1" in s["message"]
+
+
+def test_oom_killed_names_the_fix():
+    failed = pod(phase="Failed", container_state={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})
+    j = job({"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})
+    s = training_status(spec(), 1, j, [failed], None)
+    assert "OOMKilled" in s["message"] and "spec.resources.memory" in s["message"]
+
+
+def test_deadline_exceeded():
+    j = job({"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
+                             "message": "Job was active longer than specified deadline"}]})
+    s = training_status(spec(), 1, j, [], None)
+    assert find(s["conditions"], "Ready")["reason"] == "DeadlineExceeded"
+    assert "activeDeadlineSeconds" in s["message"]
+
+
+def test_suspended_by_spec_or_by_someone_else():
+    mine = training_status(spec(runPolicy={"suspend": True}), 1, job(suspend=True), [], None)
+    assert mine["phase"] == "Suspended" and "spec.runPolicy.suspend" in mine["message"]
+    theirs = training_status(spec(), 1, job(suspend=True), [], None)
+    assert theirs["phase"] == "Suspended" and "another controller" in theirs["message"]
+
+
+def test_invalid_spec_fails_with_field_named():
+    s = training_status(spec(), 3, None, [], None, invalid=["spec.env[0].name: PET_NNODES is set by the operator"])
+    assert s["phase"] == "Failed" and find(s["conditions"], "Stalled")["reason"] == "InvalidSpec"
+    assert "spec.env[0].name" in s["message"]
+
+
+def test_same_observation_twice_gives_the_same_status():
+    args = (spec(), 1, job({"active": 1}), [pod()], None)
+    first = training_status(*args)
+    second = training_status(spec(), 1, job({"active": 1}), [pod()], first)
+    assert first == second
+
+
+def test_results_survive_pods_going_away():
+    previous = {"metrics": {"loss": 0.1}, "artifact": {"uri": "s3://m/a"}, "modelVersionRef": {"name": "m-v1"}}
+    j = job({"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"})
+    s = training_status(spec(), 1, j, [], previous)
+    assert s["metrics"] == {"loss": 0.1} and s["modelVersionRef"] == {"name": "m-v1"}
