@@ -43,6 +43,26 @@ def namespace(cluster):
 
 
 @pytest.fixture(scope="session")
+def crds(cluster):
+    """The mlcycle CRDs, installed from crds/*.yaml and Established."""
+    from mlcycle.localdev.dev import install_crds
+
+    install_crds(cluster)
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def operator(crds, tmp_path_factory):
+    """The operator (`mlcycle run`) as a process against the local cluster; `.stop()` / restart via
+    `operator_factory` when a test needs to kill it."""
+    from mlcycle.localdev.processes import start_operator
+
+    op = start_operator(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    yield op
+    op.stop()
+
+
+@pytest.fixture(scope="session")
 def minio():
     was_running = minio_mod.current() is not None
     server = minio_mod.up()

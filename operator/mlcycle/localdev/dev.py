@@ -1,0 +1,123 @@
+"""`mlcycle dev`: the whole loop on this machine. Brings up the local cluster, MinIO, the local pod runtime
+and the operator, installs the CRDs, uploads a sample dataset and applies a sample TrainingJob, then
+shows it train for real and end in a registered ModelVersion."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from mlcycle.localdev import cluster as cluster_mod
+from mlcycle.localdev import minio as minio_mod
+from mlcycle.localdev import sample
+from mlcycle.localdev.paths import LOCAL, REPO_ROOT
+from mlcycle.localdev.processes import start_operator
+
+NAMESPACE = "mlcycle-sample"
+RUNTIME_NODE = "mlcycle-local"
+RUNTIME_LABEL = {"mlcycle.io/local-runtime": "true"}
+
+
+def install_crds(cluster: cluster_mod.Cluster) -> None:
+    crds = sorted((REPO_ROOT / "crds").glob("*.yaml"))
+    cluster.kubectl_run("apply", "--server-side", "--force-conflicts", *[f"-f={p}" for p in crds])
+    cluster.kubectl_run("wait", "--for=condition=Established", "--timeout=60s",
+                        *[f"crd/{yaml.safe_load(p.read_text())['metadata']['name']}" for p in crds])
+
+
+def upload_sample(server: minio_mod.MinioServer) -> None:
+    data = sample.iris_like_csv()
+    client = server.client()
+    for bucket in ("datasets", "models"):
+        server.make_bucket(bucket)
+    client.put_object("datasets", "iris/iris.csv", io.BytesIO(data), len(data), content_type="text/csv")
+
+
+def _get(cluster, *args) -> dict:
+    return json.loads(cluster.kubectl_run("get", *args, "-o", "json").stdout)
+
+
+def follow(cluster: cluster_mod.Cluster, name: str, timeout: float) -> dict:
+    """Print the TrainingJob's phase changes and the trainer's progress lines until it finishes."""
+    seen_phase, printed = None, 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tj = _get(cluster, "trainingjob", name, "-n", NAMESPACE)
+        status = tj.get("status") or {}
+        if status.get("phase") != seen_phase:
+            seen_phase = status.get("phase")
+            print(f"[dev] TrainingJob {name}: {seen_phase} — {status.get('message', '')}", flush=True)
+        logs = sorted((LOCAL / "runtime").glob(f"pods/{NAMESPACE}_{name}-*/trainer.log"))
+        if logs:
+            lines = logs[-1].read_text(errors="replace").splitlines()
+            for line in lines[printed:]:
+                print(f"[trainer] {line}", flush=True)
+            printed = len(lines)
+        if seen_phase in ("Succeeded", "Failed") and (seen_phase == "Failed" or status.get("modelVersionRef")):
+            return tj
+        time.sleep(1)
+    raise TimeoutError(f"TrainingJob {name} did not finish in {timeout:.0f}s")
+
+
+def wait_model_version(cluster, name: str, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        mv = _get(cluster, "modelversion", name, "-n", NAMESPACE)
+        phase = (mv.get("status") or {}).get("phase")
+        if phase in ("Ready", "Rejected", "Failed") or time.monotonic() > deadline:
+            return mv
+        time.sleep(1)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="mlcycle dev", description=__doc__)
+    parser.add_argument("--once", action="store_true", help="exit when the sample pipeline has finished")
+    parser.add_argument("--timeout", type=float, default=900)
+    args = parser.parse_args(argv)
+    from mlcycle.localdev.runtime import start_runtime
+
+    started = time.monotonic()
+    cluster = cluster_mod.up()
+    server = minio_mod.up()
+    install_crds(cluster)
+    runtime = start_runtime(cluster.kubeconfig, RUNTIME_NODE, LOCAL / "runtime")
+    operator = start_operator(cluster.kubeconfig, LOCAL / "operator.log")
+    print(f"[dev] stack up in {time.monotonic() - started:.0f}s: cluster ({cluster.kubeconfig}), MinIO "
+          f"({server.endpoint}), local runtime (node {RUNTIME_NODE}), operator (log {LOCAL / 'operator.log'})")
+    try:
+        upload_sample(server)
+        secret = sample.storage_secret("sample-s3", NAMESPACE, server.endpoint, server.access_key,
+                                       server.secret_key)
+        tj = sample.training_job("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL)
+        cluster.kubectl_run("create", "namespace", NAMESPACE, check=False)
+        cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+        print(f"[dev] applied TrainingJob {NAMESPACE}/iris (dataset s3://datasets/iris/iris.csv)", flush=True)
+        done = follow(cluster, "iris", args.timeout)
+        ref = (done.get("status") or {}).get("modelVersionRef")
+        if ref:
+            mv = wait_model_version(cluster, ref["name"], 120)
+            st = mv.get("status") or {}
+            print(f"[dev] ModelVersion {ref['name']}: {st.get('phase')} digest={st.get('verifiedDigest')} "
+                  f"metrics={mv['spec'].get('metrics')}", flush=True)
+        print(cluster.kubectl_run("get", "mlcycle", "-A").stdout, flush=True)
+        kubectl = f"{cluster.kubectl} --kubeconfig {cluster.kubeconfig}"
+        print(f"[dev] try: {kubectl} get mlcycle -A", flush=True)
+        if not args.once:
+            print("[dev] the stack keeps running; Ctrl-C stops the operator and the runtime", flush=True)
+            while True:
+                time.sleep(3600)
+        return 0 if (done.get("status") or {}).get("phase") == "Succeeded" else 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        operator.stop()
+        runtime.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(__import__("sys").argv[1:]))

@@ -1,0 +1,58 @@
+"""The operator as a child process of the local stack (for `mlcycle dev` and the e2e tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcycle.localdev.minio import free_port
+
+
+@dataclass
+class OperatorProcess:
+    process: subprocess.Popen
+    health_port: int
+    metrics_port: int
+    log_path: Path
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60) -> OperatorProcess:
+    """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
+    health, metrics = free_port(), free_port()
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as logfile:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlcycle.cli", "run", "--standalone", f"--health-port={health}",
+             f"--metrics-port={metrics}"],
+            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+    op = OperatorProcess(proc, health, metrics, log_path)
+    deadline = time.monotonic() + timeout
+    while not op.healthy():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            op.stop()
+            raise RuntimeError(f"the operator did not become healthy; log:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.3)
+    return op

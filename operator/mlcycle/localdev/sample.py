@@ -1,0 +1,52 @@
+"""The sample pipeline `mlcycle dev` applies: a small tabular dataset and the manifests that use it."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+CLASSES = ["setosa", "versicolor", "virginica"]
+# Per-class feature means and spreads, shaped like the classic iris measurements.
+MEANS = np.array([[5.0, 3.4, 1.5, 0.25], [5.9, 2.8, 4.3, 1.3], [6.6, 3.0, 5.6, 2.0]])
+SPREADS = np.array([[0.35, 0.38, 0.17, 0.1], [0.5, 0.3, 0.47, 0.2], [0.63, 0.32, 0.55, 0.27]])
+
+
+def iris_like_csv(rows_per_class: int = 200, seed: int = 7) -> bytes:
+    """A deterministic iris-like CSV (header, 4 float features, a `species` label)."""
+    rng = np.random.default_rng(seed)
+    out = io.StringIO()
+    out.write(",".join([*FEATURES, "species"]) + "\n")
+    rows = [(rng.normal(MEANS[c], SPREADS[c]), CLASSES[c]) for c in range(3) for _ in range(rows_per_class)]
+    for i in rng.permutation(len(rows)):
+        x, label = rows[i]
+        out.write(",".join(f"{v:.2f}" for v in x) + f",{label}\n")
+    return out.getvalue().encode()
+
+
+def storage_secret(name: str, namespace: str, endpoint: str, access_key: str, secret_key: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
+            "type": "Opaque",
+            "stringData": {"endpoint": endpoint, "accessKey": access_key, "secretKey": secret_key,
+                           "secure": "false"}}
+
+
+def training_job(name: str, namespace: str, secret: str, *, workers: int = 1, epochs: int = 30,
+                 node_selector: dict | None = None, model: str = "iris") -> dict:
+    spec = {
+        "trainer": {"task": "classification", "labelColumn": "species",
+                    "model": {"hiddenLayers": [32, 32]},
+                    "hyperparameters": {"epochs": epochs, "batchSize": 32, "learningRate": 0.01, "seed": 1}},
+        "dataset": {"uri": "s3://datasets/iris/iris.csv", "format": "csv"},
+        "output": {"uri": f"s3://models/{model}/{name}"},
+        "resources": {"cpu": "1", "memory": "1Gi"},
+        "workers": workers,
+        "storage": {"secretRef": {"name": secret}},
+        "registerModel": {"name": model, "validation": {"thresholds": [
+            {"metric": "val_accuracy", "op": ">=", "value": 0.8}]}},
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
