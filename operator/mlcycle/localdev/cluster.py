@@ -77,7 +77,7 @@ def _workdir() -> Path:
 
 
 def _kwokctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KWOK_WORKDIR": str(_workdir())}
+    env = {**os.environ, "KWOK_WORKDIR": str(_workdir()), "KWOK_KUBE_VERSION": versions.KUBERNETES}
     return subprocess.run([str(binaries.binary("kwokctl")), "--name", NAME, *args], env=env, check=check,
                           capture_output=True, text=True)
 
@@ -103,7 +103,6 @@ def up(timeout: float = 120) -> Cluster:
         log("creating the local cluster")
         result = _kwokctl(
             "create", "cluster", "--runtime", "binary", "--config", str(KWOK_CONFIG),
-            "--kube-version", versions.KUBERNETES,
             "--etcd-binary", str(bins["etcd"]),
             "--kube-apiserver-binary", str(bins["kube-apiserver"]),
             "--kube-controller-manager-binary", str(bins["kube-controller-manager"]),
