@@ -7,6 +7,7 @@ own fields we do not set (e.g. Kueue owning a Job's `suspend`).
 from __future__ import annotations
 
 import functools
+import json
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -36,11 +37,16 @@ PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": 
 
 
 def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):
+    """One request; the decoded JSON answer, or ApiException for an error status."""
     api = api_client()
-    data = api.call_api(path, method, query_params=query or [], header_params={
-        "Content-Type": content_type, "Accept": "application/json"}, body=body, auth_settings=["BearerToken"],
-        response_type="object", _return_http_data_only=True)
-    return data
+    method_, url, headers, body_, _ = api.param_serialize(
+        method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
+        header_params={"Content-Type": content_type, "Accept": "application/json"})
+    response = api.call_api(method_, url, header_params=headers, body=body_, _request_timeout=60)
+    data = response.read()
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
+    return json.loads(data) if data else None
 
 
 def apply(obj: dict, force: bool = True) -> dict:

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     metrics.serve(args.metrics_port)
     asyncio.run(kopf.operator(
         clusterwide=not args.namespace,
-        namespaces=args.namespace or None,
+        namespaces=args.namespace,
         standalone=True if args.standalone else None,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
     ))

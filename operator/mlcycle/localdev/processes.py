@@ -20,6 +20,7 @@ class OperatorProcess:
     health_port: int
     metrics_port: int
     log_path: Path
+    kubeconfig: Path
 
     def healthy(self) -> bool:
         try:
@@ -37,10 +38,17 @@ class OperatorProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
+    def restart(self, sig: int = signal.SIGKILL, timeout: float = 60) -> None:
+        """Kill the operator (SIGKILL: no clean shutdown, like a crashed pod) and start it again."""
+        self.stop(sig)
+        fresh = start_operator(self.kubeconfig, self.log_path, timeout, self.health_port, self.metrics_port)
+        self.process = fresh.process
 
-def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60) -> OperatorProcess:
+
+def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health: int | None = None,
+                   metrics: int | None = None) -> OperatorProcess:
     """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
-    health, metrics = free_port(), free_port()
+    health, metrics = health or free_port(), metrics or free_port()
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logfile:
@@ -48,7 +56,7 @@ def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60) -> Ope
             [sys.executable, "-m", "mlcycle.cli", "run", "--standalone", f"--health-port={health}",
              f"--metrics-port={metrics}"],
             env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
-    op = OperatorProcess(proc, health, metrics, log_path)
+    op = OperatorProcess(proc, health, metrics, log_path, kubeconfig)
     deadline = time.monotonic() + timeout
     while not op.healthy():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -1,7 +1,6 @@
 import json
 
 from factories import trainingjob_spec as spec
-
 from mlcycle.trainingjob import manifests
 
 

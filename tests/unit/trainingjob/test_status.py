@@ -1,7 +1,6 @@
 import json
 
 from factories import trainingjob_spec as spec
-
 from mlcycle.conditions import find
 from mlcycle.trainingjob.status import training_status
 

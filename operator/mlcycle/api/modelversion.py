@@ -1,0 +1,191 @@
+"""ModelVersion: one immutable, versioned model artifact in the registry, with aliases and validation."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from .base import (
+    API_VERSION,
+    MAX_ITEMS,
+    MAX_NAME,
+    Aliases,
+    ApiModel,
+    Conditions,
+    DnsLabel,
+    FreeForm,
+    Metrics,
+    S3Uri,
+    Sha256Digest,
+    ShortString,
+    Storage,
+    immutable,
+)
+
+KIND = "ModelVersion"
+PLURAL = "modelversions"
+SHORT_NAMES = ["mv"]
+PRINTER_COLUMNS = [
+    {"name": "Model", "type": "string", "jsonPath": ".spec.modelName"},
+    {"name": "Version", "type": "integer", "jsonPath": ".spec.version"},
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Aliases", "type": "string", "jsonPath": ".status.aliases"},
+    {"name": "Metric", "type": "string", "jsonPath": ".status.keyMetric"},
+    {"name": "Format", "type": "string", "jsonPath": ".spec.artifact.format", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+ArtifactFormat = Literal["torchscript", "onnx", "tensorrt", "savedmodel", "python"]
+# Triton's data types without the TYPE_ prefix.
+TensorDtype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
+    "FP16", "FP32", "FP64", "BF16", "STRING",
+]  # fmt: skip
+
+
+class Artifact(ApiModel):
+    """The stored model file."""
+
+    uri: S3Uri = Field(description="S3 URI of the model file, e.g. s3://models/iris/1/model.pt.")
+    format: ArtifactFormat = Field(
+        description="File format; picks the Triton backend (torchscript: pytorch, onnx: onnxruntime)."
+    )
+    digest: Sha256Digest | None = Field(
+        None, description="Expected sha256:<hex> of the file; verified before the version becomes Ready."
+    )
+
+
+class TensorSpec(ApiModel):
+    """One named input or output tensor."""
+
+    name: ShortString = Field(description="Tensor name as the model (and Triton) knows it.")
+    dtype: TensorDtype = Field(description="Element type, in Triton's names without the TYPE_ prefix.")
+    shape: list[Annotated[int, Field(ge=-1)]] = Field(
+        max_length=8, description="Dimensions; -1 marks a variable dimension such as the batch."
+    )
+
+
+class Signature(ApiModel):
+    """The model's inputs and outputs, used to write the serving configuration."""
+
+    inputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS, description="Input tensors.")
+    outputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS, description="Output tensors.")
+    feature_names: list[ShortString] | None = Field(
+        None,
+        max_length=4096,
+        description="Names of the input features in column order, for logging and drift.",
+    )
+
+
+class DatasetRef(ApiModel):
+    """The data a model was trained on."""
+
+    uri: S3Uri = Field(description="S3 URI of the training data.")
+    digest: Sha256Digest | None = Field(None, description="sha256:<hex> of the training data.")
+
+
+class Source(ApiModel):
+    """Lineage: how this version was made."""
+
+    training_job: ShortString | None = Field(None, description="Name of the TrainingJob that produced it.")
+    dataset: DatasetRef | None = Field(None, description="The training data.")
+    params: FreeForm | None = Field(None, description="Training parameters as recorded by the trainer (free-form).")
+
+
+class Threshold(ApiModel):
+    """An absolute gate on one metric: `metrics[metric] <op> value` must hold."""
+
+    metric: ShortString = Field(description="Metric name, e.g. accuracy or val_loss.")
+    op: Literal[">=", ">", "<=", "<"] = Field(description="Comparison between the metric and value.")
+    value: float = Field(description="The bound.")
+
+
+class Champion(ApiModel):
+    """A relative gate: beat the version that currently holds an alias."""
+
+    alias: DnsLabel = Field(description="Alias whose holder is the champion, e.g. production.")
+    metric: ShortString = Field(description="Metric to compare.")
+    min_improvement: float = Field(0.0, ge=0, description="How much better than the champion it must be.")
+    higher_is_better: bool = Field(True, description="Whether a higher metric value is better.")
+
+
+class Validation(ApiModel):
+    """Rules a version must pass before it may take its aliases; it is Rejected otherwise."""
+
+    thresholds: list[Threshold] | None = Field(None, max_length=32, description="Absolute metric thresholds.")
+    champion: Champion | None = Field(None, description="Compare against the current holder of an alias.")
+
+
+class ModelVersionSpec(ApiModel):
+    """Desired state of a ModelVersion. modelName, version and artifact are immutable."""
+
+    model_name: DnsLabel = Field(description="Registered model this is a version of (a DNS label).")
+    version: int = Field(ge=1, description="Version number, unique per modelName.")
+    artifact: Artifact = Field(description="The model file.")
+    signature: Signature | None = Field(None, description="Input and output tensors.")
+    source: Source | None = Field(None, description="Lineage: training job, data and parameters.")
+    metrics: Metrics | None = Field(None, description="Evaluation metrics, name to number.")
+    aliases: Aliases | None = Field(
+        None,
+        description=(
+            "Aliases this version should hold, e.g. production or champion (DNS labels, unique). An alias "
+            "moves to the newest Ready version that asks for it; status.aliases shows what it holds."
+        ),
+    )
+    validation: Validation | None = Field(None, description="Gates that must pass before aliases are granted.")
+    storage: Storage = Field(description="Credentials of the object store that holds the artifact.")
+    deletion_policy: Literal["Retain", "Delete"] = Field(
+        "Retain", description="Retain keeps the artifact when the ModelVersion is deleted; Delete removes it."
+    )
+    description: str | None = Field(None, max_length=4096, description="Free text about this version.")
+    tags: dict[str, Annotated[str, Field(max_length=MAX_NAME)]] | None = Field(
+        None, max_length=MAX_ITEMS, description="Free key/value labels."
+    )
+
+
+class ValidationResult(ApiModel):
+    """The outcome of one validation rule."""
+
+    rule: ShortString = Field(description="The rule, e.g. 'accuracy >= 0.9' or 'champion production'.")
+    passed: bool = Field(description="Whether the rule held.")
+    observed: float | None = Field(None, description="The metric value that was compared.")
+    message: str | None = Field(None, max_length=1024, description="Details.")
+
+
+class ModelVersionStatus(ApiModel):
+    """Observed state of a ModelVersion."""
+
+    phase: Literal["Pending", "Verifying", "Ready", "Rejected", "Failed"] | None = Field(
+        None,
+        description=(
+            "Pending: not looked at yet; Verifying: checking the artifact and validation; Ready: servable; "
+            "Rejected: validation failed; Failed: the artifact is missing or its digest differs."
+        ),
+    )
+    conditions: Conditions | None = Field(
+        None, description="Ready, Reconciling, Stalled, ArtifactVerified, Validated, AliasConflict."
+    )
+    observed_generation: int | None = Field(None, description="The generation this status describes.")
+    verified_digest: Sha256Digest | None = Field(None, description="sha256 of the artifact as read from storage.")
+    size: int | None = Field(None, ge=0, description="Artifact size in bytes.")
+    validation: list[ValidationResult] | None = Field(None, description="Result of each validation rule.")
+    served_by: list[ShortString] | None = Field(None, description="InferenceServices serving this version.")
+    aliases: list[DnsLabel] | None = Field(None, description="Aliases this version holds now.")
+    key_metric: ShortString | None = Field(
+        None, description="The metric validation compares first, as name=value (shown by kubectl get)."
+    )
+    message: str | None = Field(None, description="Human-readable summary of the state.")
+
+
+class ModelVersion(ApiModel):
+    """A version of a registered model: an artifact in object storage, its signature, lineage, metrics and
+    aliases. The registry is the set of ModelVersions; an alias (e.g. production) names one of them."""
+
+    api_version: str = Field(API_VERSION, description="mlcycle.io/v1alpha1")
+    kind: str = Field(KIND, description="ModelVersion")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: ModelVersionSpec = Field(
+        description="Desired state.", json_schema_extra=immutable("modelName", "version", "artifact")
+    )
+    status: ModelVersionStatus | None = Field(None, description="Observed state, written by the operator.")

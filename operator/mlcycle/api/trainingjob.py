@@ -1,0 +1,228 @@
+"""TrainingJob: a (possibly distributed, GPU) training run that can register its result as a ModelVersion."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from .base import (
+    API_VERSION,
+    MAX_ITEMS,
+    Aliases,
+    ApiModel,
+    Conditions,
+    DnsLabel,
+    DnsSubdomain,
+    EnvList,
+    LabelValue,
+    LocalRef,
+    Metrics,
+    NodeSelector,
+    Resources,
+    S3Uri,
+    Sha256Digest,
+    ShortString,
+    Storage,
+    Tolerations,
+    immutable,
+    rule,
+    validations,
+)
+from .modelversion import ArtifactFormat, Validation
+
+KIND = "TrainingJob"
+PLURAL = "trainingjobs"
+SHORT_NAMES = ["tj"]
+PRINTER_COLUMNS = [
+    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Workers", "type": "integer", "jsonPath": ".spec.workers"},
+    {"name": "Active", "type": "integer", "jsonPath": ".status.workers.active"},
+    {"name": "Model", "type": "string", "jsonPath": ".spec.registerModel.name"},
+    {"name": "Version", "type": "string", "jsonPath": ".status.modelVersionRef.name", "priority": 1},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+DEFAULT_IMAGE = "ghcr.io/mlcycle/mlcycle:0.1.0"
+
+Args = Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=MAX_ITEMS)]
+
+
+class TrainerModel(ApiModel):
+    """The network the built-in trainer fits: a multi-layer perceptron."""
+
+    hidden_layers: list[Annotated[int, Field(ge=1)]] = Field(
+        [64, 64], max_length=16, description="Width of each hidden layer; [] trains a linear model."
+    )
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout probability after each hidden layer.")
+
+
+class Hyperparameters(ApiModel):
+    """Optimisation settings of the built-in trainer."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the training data.")
+    batch_size: int = Field(64, ge=1, description="Samples per step and per process.")
+    learning_rate: float = Field(0.001, gt=0, description="Adam learning rate.")
+    seed: int = Field(42, description="Random seed for the split, initialisation and shuffling.")
+    validation_split: float = Field(
+        0.2, ge=0, lt=1, description="Fraction of the rows held out for validation metrics."
+    )
+
+
+class Trainer(ApiModel):
+    """Configuration of the built-in trainer, used when `command` is not set."""
+
+    task: Literal["classification", "regression"] = Field(description="What the model predicts.")
+    label_column: ShortString = Field(min_length=1, description="Column that holds the target.")
+    features: list[ShortString] | None = Field(
+        None, max_length=4096, description="Feature columns in order; all other columns when omitted."
+    )
+    model: TrainerModel = Field(default_factory=TrainerModel, description="The network.")
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Optimisation.")
+
+
+class Dataset(ApiModel):
+    """The training data."""
+
+    uri: S3Uri = Field(description="S3 URI of a file or a prefix, e.g. s3://data/iris.csv.")
+    format: Literal["csv", "parquet", "jsonl"] = Field("csv", description="File format.")
+    digest: Sha256Digest | None = Field(
+        None, description="Expected sha256:<hex> of the file; the job fails when the data differs."
+    )
+
+
+class Output(ApiModel):
+    """Where the trained artifact goes."""
+
+    uri: S3Uri = Field(description="S3 URI prefix for the artifact and metrics, e.g. s3://models/iris/.")
+
+
+class RunPolicy(ApiModel):
+    """Retries, deadlines, clean-up and suspension."""
+
+    backoff_limit: int = Field(3, ge=0, description="Retries of a failed attempt before the job fails.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when it has run longer than this."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete this TrainingJob itself this long after it succeeded or failed."
+    )
+    suspend: bool = Field(False, description="Stop the workers (and hold new ones) while true; can be toggled.")
+
+
+class RegisterModel(ApiModel):
+    """Register the trained artifact as a ModelVersion when the job succeeds."""
+
+    name: DnsLabel = Field(description="Registered model name (a DNS label); the version number is assigned.")
+    aliases: Aliases | None = Field(None, description="Aliases to request for the new version, e.g. [staging].")
+    validation: Validation | None = Field(None, description="Gates the new version must pass to get its aliases.")
+    format: ArtifactFormat = Field(
+        "torchscript",
+        description="Format of the artifact the job writes; the built-in trainer writes torchscript.",
+    )
+
+
+class TrainingJobSpec(ApiModel):
+    """Desired state of a TrainingJob. Everything that defines the run is immutable; runPolicy is not."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("has(self.command) || has(self.trainer)", "spec.command or spec.trainer must be set"),
+            rule(
+                "self.resources.gpus == 0 || self.procsPerWorker <= self.resources.gpus",
+                "spec.procsPerWorker must not exceed spec.resources.gpus",
+                ".procsPerWorker",
+            ),
+        )
+    )
+
+    image: str = Field(
+        DEFAULT_IMAGE, max_length=512, description="Container image; the default has the built-in trainer."
+    )
+    command: Args | None = Field(None, description="Entrypoint for a user image; replaces the built-in trainer.")
+    args: Args | None = Field(None, description="Arguments to command (or to the image's entrypoint).")
+    trainer: Trainer | None = Field(None, description="The built-in trainer's configuration.")
+    dataset: Dataset = Field(description="Training data in S3: a file or a prefix, its format and digest.")
+    output: Output = Field(description="Where in S3 the trained artifact and its metrics are written.")
+    resources: Resources = Field(default_factory=Resources, description="Resources of each worker.")
+    workers: int = Field(1, ge=1, le=1024, description="Number of worker pods (nodes) for distributed training.")
+    procs_per_worker: int = Field(1, ge=1, le=64, description="Training processes per worker, usually one per GPU.")
+    gpu_type: LabelValue | None = Field(
+        None,
+        description=(
+            "GPU model to run on, e.g. NVIDIA-H100-80GB-HBM3; schedules onto nodes labelled "
+            "nvidia.com/gpu.product=<gpuType>."
+        ),
+    )
+    node_selector: NodeSelector | None = Field(None, description="Extra node labels the workers must match.")
+    tolerations: Tolerations | None = Field(None, description="Taints the workers tolerate.")
+    env: EnvList | None = Field(None, description="Extra environment variables of the workers.")
+    storage: Storage = Field(description="Credentials of the object store holding dataset and output.")
+    service_account_name: DnsSubdomain | None = Field(None, description="ServiceAccount of the worker pods.")
+    priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the worker pods.")
+    run_policy: RunPolicy = Field(default_factory=RunPolicy, description="Retries, deadlines, suspension.")
+    register_model: RegisterModel | None = Field(
+        None, description="Register the result as a ModelVersion when the job succeeds."
+    )
+
+
+class WorkerCounts(ApiModel):
+    """Worker pods by state."""
+
+    active: int = Field(0, ge=0, description="Pods running or pending.")
+    ready: int = Field(0, ge=0, description="Pods running and ready.")
+    succeeded: int = Field(0, ge=0, description="Pods that exited successfully.")
+    failed: int = Field(0, ge=0, description="Pods that failed.")
+
+
+class ArtifactStatus(ApiModel):
+    """The artifact the job wrote."""
+
+    uri: S3Uri = Field(description="S3 URI of the model file.")
+    digest: Sha256Digest | None = Field(None, description="sha256:<hex> of the file.")
+    size: int | None = Field(None, ge=0, description="Size in bytes.")
+
+
+class TrainingJobStatus(ApiModel):
+    """Observed state of a TrainingJob."""
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"] | None = Field(
+        None, description="Where the job is in its life."
+    )
+    conditions: Conditions | None = Field(None, description="Running, Succeeded, Failed, Suspended, ModelRegistered.")
+    observed_generation: int | None = Field(None, description="The generation this status describes.")
+    start_time: datetime | None = Field(None, description="When the first attempt started.")
+    completion_time: datetime | None = Field(None, description="When the job succeeded or failed.")
+    attempts: int | None = Field(None, ge=0, description="Attempts started so far (1 + retries).")
+    workers: WorkerCounts | None = Field(None, description="Worker pods by state.")
+    metrics: Metrics | None = Field(None, description="Final metrics reported by the trainer, name to number.")
+    artifact: ArtifactStatus | None = Field(None, description="The trained artifact.")
+    model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
+    message: str | None = Field(None, description="Human-readable summary of the state.")
+
+
+class TrainingJob(ApiModel):
+    """A training run: the built-in trainer (or your own command) on one or more GPU workers, reading a
+    dataset from S3 and writing the model there; optionally registered as a ModelVersion."""
+
+    api_version: str = Field(API_VERSION, description="mlcycle.io/v1alpha1")
+    kind: str = Field(KIND, description="TrainingJob")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: TrainingJobSpec = Field(
+        description="Desired state.",
+        json_schema_extra=immutable(
+            "image",
+            "command",
+            "args",
+            "trainer",
+            "dataset",
+            "output",
+            "resources",
+            "workers",
+            "procsPerWorker",
+            "gpuType",
+            "registerModel",
+        ),  # fmt: skip
+    )
+    status: TrainingJobStatus | None = Field(None, description="Observed state, written by the operator.")
