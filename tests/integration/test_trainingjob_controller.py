@@ -1,0 +1,167 @@
+"""The TrainingJob controller against the real control plane: kwok nodes, real scheduler, real Job and
+garbage-collection controllers, the operator as a process."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import yaml
+
+TJ = "trainingjob.mlcycle.io"
+
+
+def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get(cluster, kind, name, namespace):
+    r = cluster.kubectl_run("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def items(cluster, kind, namespace, selector):
+    return json.loads(cluster.kubectl_run("get", kind, "-n", namespace, "-l", selector, "-o", "json").stdout)["items"]
+
+
+def trainingjob(name, namespace, **spec):
+    base = {
+        "trainer": {"task": "classification", "labelColumn": "label"},
+        "dataset": {"uri": "s3://data/train.csv"},
+        "output": {"uri": f"s3://models/{name}"},
+        "storage": {"secretRef": {"name": "s3"}},
+    }
+    return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "TrainingJob",
+            "metadata": {"name": name, "namespace": namespace}, "spec": base | spec}
+
+
+def apply(cluster, obj):
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(obj))
+
+
+def phase(cluster, name, namespace):
+    tj = get(cluster, TJ, name, namespace) or {}
+    return (tj.get("status") or {}).get("phase")
+
+
+def test_distributed_gpu_job_gets_indexed_job_headless_service_and_gpu_nodes(cluster, operator, namespace):
+    apply(cluster, trainingjob("ddp", namespace, workers=2, procsPerWorker=2, resources={"gpus": 2},
+                               gpuType="NVIDIA-H100-80GB-HBM3"))
+    job = wait_for(lambda: get(cluster, "job", "ddp", namespace), what="the Job")
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["parallelism"] == job["spec"]["completions"] == 2
+    svc = wait_for(lambda: get(cluster, "service", "ddp", namespace), what="the Service")
+    assert svc["spec"]["clusterIP"] == "None"
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PET_MASTER_ADDR"]["value"] == f"ddp-0.ddp.{namespace}.svc"
+    assert env["PET_NNODES"]["value"] == "2" and env["PET_NPROC_PER_NODE"]["value"] == "2"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "s3", "key": "secretKey"}
+
+    pods = wait_for(lambda: [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=ddp")
+                             if p["spec"].get("nodeName")] or None, what="bound pods")
+    assert {p["spec"]["nodeName"] for p in pods} == {"gpu-h100-0"}  # the gpuType's node, not the A100 one
+    wait_for(lambda: phase(cluster, "ddp", namespace) == "Running", what="phase Running")
+    tj = get(cluster, TJ, "ddp", namespace)
+    assert tj["status"]["observedGeneration"] == tj["metadata"]["generation"]
+    assert tj["status"]["workers"]["active"] == 2
+
+
+def test_cpu_job_never_lands_on_gpu_nodes(cluster, operator, namespace):
+    apply(cluster, trainingjob("cpu", namespace, workers=3))
+    pods = wait_for(lambda: [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=cpu")
+                             if p["spec"].get("nodeName")] if len(items(cluster, "pods", namespace,
+                                                                     "mlcycle.io/trainingjob=cpu")) == 3 else None,
+                    what="3 bound pods")
+    gpu_nodes = {n["metadata"]["name"] for n in items(cluster, "nodes", "default", "nvidia.com/gpu.present=true")}
+    assert gpu_nodes and not {p["spec"]["nodeName"] for p in pods} & gpu_nodes
+
+
+def test_more_gpus_than_any_node_has_is_reported_unschedulable(cluster, operator, namespace):
+    apply(cluster, trainingjob("huge", namespace, resources={"gpus": 16}))
+
+    def unschedulable():
+        tj = get(cluster, TJ, "huge", namespace) or {}
+        ready = next((c for c in (tj.get("status") or {}).get("conditions", []) if c["type"] == "Ready"), {})
+        return tj if ready.get("reason") == "Unschedulable" else None
+
+    tj = wait_for(unschedulable, what="Unschedulable in status")
+    assert tj["status"]["phase"] == "Pending"
+    assert "nvidia.com/gpu" in tj["status"]["message"]
+
+
+def test_suspend_and_resume(cluster, operator, namespace):
+    apply(cluster, trainingjob("sus", namespace))
+    wait_for(lambda: phase(cluster, "sus", namespace) == "Running", what="Running")
+    cluster.kubectl_run("patch", TJ, "sus", "-n", namespace, "--type=merge", "-p",
+                        '{"spec":{"runPolicy":{"suspend":true}}}')
+    wait_for(lambda: phase(cluster, "sus", namespace) == "Suspended", what="Suspended")
+    assert get(cluster, "job", "sus", namespace)["spec"]["suspend"] is True
+    wait_for(lambda: not items(cluster, "pods", namespace, "mlcycle.io/trainingjob=sus"), what="pods gone")
+    cluster.kubectl_run("patch", TJ, "sus", "-n", namespace, "--type=merge", "-p",
+                        '{"spec":{"runPolicy":{"suspend":false}}}')
+    wait_for(lambda: phase(cluster, "sus", namespace) == "Running", what="Running again")
+    assert get(cluster, "job", "sus", namespace)["spec"]["suspend"] is False
+
+
+def test_job_suspended_by_another_controller_is_honoured(cluster, operator, namespace):
+    apply(cluster, trainingjob("kueue", namespace))
+    wait_for(lambda: get(cluster, "job", "kueue", namespace), what="the Job")
+    # What Kueue does: suspend the Job with its own field manager.
+    cluster.kubectl_run("patch", "job", "kueue", "-n", namespace, "--type=merge", "--field-manager=kueue",
+                        "-p", '{"spec":{"suspend":true}}')
+    tj = wait_for(lambda: (get(cluster, TJ, "kueue", namespace) or {}).get("status", {}).get("phase") == "Suspended"
+                  and get(cluster, TJ, "kueue", namespace), what="Suspended")
+    assert "another controller" in tj["status"]["message"]
+    cluster.kubectl_run("annotate", TJ, "kueue", "-n", namespace, "poke=1")  # trigger a reconcile
+    time.sleep(2)
+    assert get(cluster, "job", "kueue", namespace)["spec"]["suspend"] is True  # not fought
+
+
+def test_deleting_the_trainingjob_garbage_collects_job_pods_and_service(cluster, operator, namespace):
+    apply(cluster, trainingjob("gc", namespace, workers=2))
+    wait_for(lambda: len(items(cluster, "pods", namespace, "mlcycle.io/trainingjob=gc")) == 2, what="2 pods")
+    assert get(cluster, "service", "gc", namespace)
+    cluster.kubectl_run("delete", TJ, "gc", "-n", namespace, "--wait=false")
+    wait_for(lambda: get(cluster, "job", "gc", namespace) is None and get(cluster, "service", "gc", namespace)
+             is None and not items(cluster, "pods", namespace, "mlcycle.io/trainingjob=gc"),
+             timeout=90, what="children garbage-collected")
+
+
+def test_ttl_deletes_the_finished_trainingjob(cluster, operator, namespace):
+    apply(cluster, trainingjob("ttl", namespace, runPolicy={"ttlSecondsAfterFinished": 3}))
+    pods = wait_for(lambda: [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=ttl")
+                             if p["status"].get("phase") == "Running"], what="a running pod")
+    # kwok's pod-complete stage finishes pods that carry this label (see localdev/kwok-config.yaml).
+    cluster.kubectl_run("label", "pod", pods[0]["metadata"]["name"], "-n", namespace, "mlcycle.io/kwok-complete=true")
+    wait_for(lambda: phase(cluster, "ttl", namespace) == "Succeeded", what="Succeeded")
+    wait_for(lambda: get(cluster, TJ, "ttl", namespace) is None, timeout=60, what="the TrainingJob deleted by TTL")
+
+
+def test_reserved_env_is_refused_with_the_field_named(cluster, operator, namespace):
+    apply(cluster, trainingjob("env", namespace, env=[{"name": "PET_MASTER_ADDR", "value": "evil"}]))
+    wait_for(lambda: phase(cluster, "env", namespace) == "Failed", what="Failed")
+    tj = get(cluster, TJ, "env", namespace)
+    assert "spec.env[0].name" in tj["status"]["message"]
+    assert get(cluster, "job", "env", namespace) is None
+
+
+def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, namespace):
+    apply(cluster, trainingjob("restart", namespace, workers=2))
+    wait_for(lambda: phase(cluster, "restart", namespace) == "Running", what="Running")
+    job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
+    pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
+    rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
+    operator.restart()
+    time.sleep(5)  # the restarted operator lists everything again and reconciles it
+    assert get(cluster, "job", "restart", namespace)["metadata"]["uid"] == job_uid
+    assert len(json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]) == 1
+    pods_after = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
+    assert pods_after == pods_before
+    assert get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"] == rv_before  # status unchanged
