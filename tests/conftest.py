@@ -63,6 +63,16 @@ def operator(crds, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def local_runtime(cluster, tmp_path_factory):
+    """The local pod runtime (stands in for kubelet + containers) on node `mlcycle-local`."""
+    from mlcycle.localdev.runtime import start_runtime
+
+    handle = start_runtime(cluster.kubeconfig, "mlcycle-local", tmp_path_factory.mktemp("runtime"))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture(scope="session")
 def minio():
     was_running = minio_mod.current() is not None
     server = minio_mod.up()

@@ -8,7 +8,6 @@ import argparse
 import io
 import json
 import time
-from pathlib import Path
 
 import yaml
 
@@ -21,6 +20,8 @@ from mlcycle.localdev.processes import start_operator
 NAMESPACE = "mlcycle-sample"
 RUNTIME_NODE = "mlcycle-local"
 RUNTIME_LABEL = {"mlcycle.io/local-runtime": "true"}
+# The runtime's node is tainted so that only pods meant to really run land there.
+RUNTIME_TOLERATION = {"key": "mlcycle.io/local-runtime", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def install_crds(cluster: cluster_mod.Cluster) -> None:
@@ -94,6 +95,7 @@ def main(argv: list[str]) -> int:
         secret = sample.storage_secret("sample-s3", NAMESPACE, server.endpoint, server.access_key,
                                        server.secret_key)
         tj = sample.training_job("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL)
+        tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
         cluster.kubectl_run("create", "namespace", NAMESPACE, check=False)
         cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
         print(f"[dev] applied TrainingJob {NAMESPACE}/iris (dataset s3://datasets/iris/iris.csv)", flush=True)

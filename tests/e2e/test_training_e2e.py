@@ -1,0 +1,107 @@
+"""TrainingJobs train for real: the operator writes the pods, the local runtime runs them from their own
+command, args and env, the trainer reads the dataset from MinIO and writes the artifact back, and the
+operator registers a ModelVersion."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+
+import pytest
+import yaml
+
+from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
+from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
+
+
+def wait_for(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get_json(cluster, *args):
+    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+@pytest.fixture
+def sample_data(minio):
+    data = iris_like_csv(rows_per_class=100)
+    for bucket in ("datasets", "models"):
+        minio.make_bucket(bucket)
+    minio.client().put_object("datasets", "iris/iris.csv", io.BytesIO(data), len(data))
+    return data
+
+
+def finished(cluster, name, namespace):
+    tj = get_json(cluster, "trainingjob", name, "-n", namespace) or {}
+    status = tj.get("status") or {}
+    done = status.get("phase") == "Failed" or (status.get("phase") == "Succeeded" and status.get("modelVersionRef"))
+    return tj if done else None
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["single-worker", "ddp-2-workers-gloo"])
+def test_trainingjob_trains_for_real_and_registers_a_model_version(
+        cluster, crds, operator, local_runtime, minio, sample_data, namespace, workers):
+    name = f"iris-{workers}w"
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    tj = training_job(name, namespace, "s3", workers=workers, epochs=15, node_selector=RUNTIME_LABEL,
+                      model=f"iris{workers}")
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+
+    tj = wait_for(lambda: finished(cluster, name, namespace), 600, f"{name} to finish")
+    status = tj["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["metrics"]["val_accuracy"] >= 0.8
+    assert status["workers"]["succeeded"] == workers
+
+    # The artifact in MinIO is exactly what the status says.
+    bucket, key = status["artifact"]["uri"].removeprefix("s3://").split("/", 1)
+    blob = minio.client().get_object(bucket, key).read()
+    assert f"sha256:{hashlib.sha256(blob).hexdigest()}" == status["artifact"]["digest"]
+    assert len(blob) == status["artifact"]["size"]
+
+    mv = get_json(cluster, "modelversion", status["modelVersionRef"]["name"], "-n", namespace)
+    assert mv["spec"]["modelName"] == f"iris{workers}" and mv["spec"]["version"] == 1
+    assert mv["spec"]["artifact"]["digest"] == status["artifact"]["digest"]
+    assert mv["spec"]["source"]["trainingJob"] == name
+    assert mv["spec"]["signature"]["inputs"][0]["shape"][-1] == 4
+    assert "ownerReferences" not in mv["metadata"]  # the registry entry outlives the job
+
+
+def test_missing_dataset_fails_with_the_cause_named(cluster, crds, operator, local_runtime, minio, namespace):
+    minio.make_bucket("datasets")
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    tj = training_job("nodata", namespace, "s3", epochs=1, node_selector=RUNTIME_LABEL)
+    tj["spec"]["dataset"]["uri"] = "s3://datasets/does-not-exist.csv"
+    tj["spec"]["runPolicy"] = {"backoffLimit": 0}
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+    tj = wait_for(lambda: finished(cluster, "nodata", namespace), 300, "nodata to fail")
+    assert tj["status"]["phase"] == "Failed"
+    ready = next(c for c in tj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "DatasetNotFound"
+    assert "does-not-exist.csv" in tj["status"]["message"]
+    assert operator.healthy()
+
+
+def test_bad_credentials_fail_with_storage_auth_failed(cluster, crds, operator, local_runtime, minio, sample_data,
+                                                       namespace):
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, "wrong-secret")
+    tj = training_job("badcreds", namespace, "s3", epochs=1, node_selector=RUNTIME_LABEL)
+    tj["spec"]["runPolicy"] = {"backoffLimit": 0}
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+    tj = wait_for(lambda: finished(cluster, "badcreds", namespace), 300, "badcreds to fail")
+    ready = next(c for c in tj["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "StorageAuthFailed"
+    assert "wrong-secret" not in json.dumps(tj)  # secrets never reach status
