@@ -1,0 +1,61 @@
+import json
+
+import pytest
+
+from mlcycle import training
+
+pytestmark = pytest.mark.unit
+
+
+def test_success_message_has_final_metrics_artifact_and_uris(tmp_path):
+    log = tmp_path / "termination-log"
+    reporter = training.Reporter(termination_log=str(log))
+    reporter.report_metrics(1, train_loss=0.9, val_accuracy=0.5)
+    reporter.report_metrics(2, train_loss=0.4, val_accuracy=0.95)
+    reporter.report_artifact(
+        "s3://b/run/model.pt", "ab" * 32, 1234, "torchscript", signature_uri="s3://b/run/signature.json"
+    )
+    reporter.finish()
+    assert json.loads(log.read_text()) == {
+        "metrics": {"epoch": 2, "train_loss": 0.4, "val_accuracy": 0.95},
+        "artifact": {
+            "uri": "s3://b/run/model.pt",
+            "digest": "sha256:" + "ab" * 32,
+            "size": 1234,
+            "format": "torchscript",
+        },
+        "signatureUri": "s3://b/run/signature.json",
+    }
+
+
+def test_report_metrics_prints_one_line_per_epoch_on_the_primary_only(capsys):
+    training.Reporter(termination_log="/nonexistent/x").report_metrics(3, train_loss=0.123456789)
+    training.Reporter(termination_log="/nonexistent/x", primary=False).report_metrics(3, train_loss=1.0)
+    assert capsys.readouterr().out == "epoch=3 train_loss=0.123457\n"
+
+
+def test_too_many_metrics_are_truncated_to_fit_the_kubernetes_limit():
+    metrics = {f"{'long_metric_name_' * 3}{i:04d}": 0.123456789 for i in range(1000)}
+    text = training.success_message(metrics, {"uri": "s3://b/m.pt"}, {})
+    doc = json.loads(text)
+    assert len(text.encode()) <= training.MESSAGE_LIMIT < 4096
+    assert doc["metricsTruncated"] is True and doc["artifact"] == {"uri": "s3://b/m.pt"}
+    assert 0 < len(doc["metrics"]) <= training.MAX_METRICS
+
+
+def test_fail_writes_a_bounded_redacted_error_and_exits_1(tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sup3r-s3cret")
+    log = tmp_path / "termination-log"
+    with pytest.raises(SystemExit) as exited:
+        training.Reporter(termination_log=str(log)).fail("TrainerError", "key sup3r-s3cret " + "x" * 10_000)
+    assert exited.value.code == 1
+    doc = json.loads(log.read_text())
+    assert doc["error"]["reason"] == "TrainerError"
+    assert "sup3r-s3cret" not in log.read_text() and doc["error"]["message"].startswith("key *** x")
+    assert len(log.read_bytes()) < 4096
+
+
+def test_only_finite_numbers_are_reported_as_metrics():
+    metrics = {"val_loss": float("nan"), "note": "x", "val_accuracy": 0.9, "epoch": 3}
+    doc = json.loads(training.success_message(metrics, None, {}))
+    assert doc == {"metrics": {"val_accuracy": 0.9, "epoch": 3}, "metricsTruncated": True}
