@@ -139,7 +139,7 @@ class Storage(ApiModel):
     secret_ref: SecretRef = Field(
         description=(
             "Secret in the same namespace with keys `endpoint` (host[:port]), `accessKey` and `secretKey`, "
-            'and optionally `secure` ("true"/"false", default "true") and `region`.'
+            'and optionally `secure` ("true"/"false"; when absent, TLS only for an https:// endpoint) and `region`.'
         )
     )
 
