@@ -165,3 +165,23 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     pods_after = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     assert pods_after == pods_before
     assert get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"] == rv_before  # status unchanged
+
+
+def test_a_worker_failing_for_good_fails_the_job_and_leaves_no_worker_running(cluster, operator, namespace):
+    apply(cluster, trainingjob("fail", namespace, workers=2, runPolicy={"backoffLimit": 0}))
+    pods = wait_for(lambda: [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=fail")
+                             if p["status"].get("phase") == "Running"] if len(items(
+                                 cluster, "pods", namespace, "mlcycle.io/trainingjob=fail")) == 2 else None,
+                    what="2 running pods")
+    # What a kubelet reports when the trainer exits 3.
+    status = {"phase": "Failed", "containerStatuses": [{
+        "name": "trainer", "image": "x", "imageID": "", "ready": False, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 3, "reason": "Error",
+                                 "message": '{"error": {"reason": "TrainerError", "message": "loss is NaN"}}'}}}]}
+    cluster.kubectl_run("patch", "pod", pods[0]["metadata"]["name"], "-n", namespace, "--subresource=status",
+                        "--type=merge", "-p", json.dumps({"status": status}))
+    wait_for(lambda: phase(cluster, "fail", namespace) == "Failed", what="Failed")
+    tj = get(cluster, TJ, "fail", namespace)
+    assert "exited with code 3" in tj["status"]["message"] and "loss is NaN" in tj["status"]["message"]
+    wait_for(lambda: not [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=fail")
+                          if p["status"].get("phase") in ("Running", "Pending")], what="no worker left running")
