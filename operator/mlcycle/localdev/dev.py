@@ -13,15 +13,16 @@ import yaml
 
 from mlcycle.localdev import cluster as cluster_mod
 from mlcycle.localdev import minio as minio_mod
+from mlcycle.localdev import runtime
 from mlcycle.localdev import sample
 from mlcycle.localdev.paths import LOCAL, REPO_ROOT
 from mlcycle.localdev.processes import start_operator
 
 NAMESPACE = "mlcycle-sample"
 RUNTIME_NODE = "mlcycle-local"
-RUNTIME_LABEL = {"mlcycle.io/local-runtime": "true"}
 # The runtime's node is tainted so that only pods meant to really run land there.
-RUNTIME_TOLERATION = {"key": "mlcycle.io/local-runtime", "operator": "Exists", "effect": "NoSchedule"}
+RUNTIME_LABEL = {runtime.NODE_LABEL: "true"}
+RUNTIME_TOLERATION = runtime.TOLERATION
 
 
 def install_crds(cluster: cluster_mod.Cluster) -> None:
@@ -80,13 +81,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--once", action="store_true", help="exit when the sample pipeline has finished")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args(argv)
-    from mlcycle.localdev.runtime import start_runtime
-
     started = time.monotonic()
     cluster = cluster_mod.up()
     server = minio_mod.up()
     install_crds(cluster)
-    runtime = start_runtime(cluster.kubeconfig, RUNTIME_NODE, LOCAL / "runtime")
+    pod_runtime = runtime.start_runtime(cluster.kubeconfig, RUNTIME_NODE, LOCAL / "runtime")
     operator = start_operator(cluster.kubeconfig, LOCAL / "operator.log")
     print(f"[dev] stack up in {time.monotonic() - started:.0f}s: cluster ({cluster.kubeconfig}), MinIO "
           f"({server.endpoint}), local runtime (node {RUNTIME_NODE}), operator (log {LOCAL / 'operator.log'})")
@@ -118,7 +117,7 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         operator.stop()
-        runtime.stop()
+        pod_runtime.stop()
 
 
 if __name__ == "__main__":
