@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
         tj = sample.training_job("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL)
         tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
         cluster.kubectl_run("create", "namespace", NAMESPACE, check=False)
+        # A fresh run each time: the new job trains again and registers the next version of the model.
+        cluster.kubectl_run("delete", "trainingjob", "iris", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
         cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
         print(f"[dev] applied TrainingJob {NAMESPACE}/iris (dataset s3://datasets/iris/iris.csv)", flush=True)
         done = follow(cluster, "iris", args.timeout)
