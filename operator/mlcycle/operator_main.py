@@ -27,7 +27,7 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.posting.level = logging.INFO
+    settings.posting.level = logging.WARNING  # our own transitions are posted explicitly
     settings.execution.max_workers = 16
 
 
