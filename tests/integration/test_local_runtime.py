@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 
 import pytest
 import yaml
 
-from mlcycle.localdev.runtime import TOLERATION, start_runtime
+from mlcycle.localdev.runtime import TOLERATION
 
 IMAGE = "ghcr.io/mlcycle/mlcycle:0.1.0"
 
@@ -26,13 +25,10 @@ http.server.HTTPServer(("", 8000), Name).serve_forever()
 
 
 @pytest.fixture(scope="module")
-def runtime(cluster, tmp_path_factory):
-    node = f"local-{uuid.uuid4().hex[:6]}"
-    handle = start_runtime(cluster.kubeconfig, node, tmp_path_factory.mktemp("runtime"))
-    yield handle
-    handle.stop()
-    print(f"--- runtime log (tail)\n{handle.log()[-4000:]}")
-    cluster.kubectl_run("delete", "node", node, "--wait=false", check=False)
+def runtime(local_runtime):
+    # The session's one runtime: runtimes do not coordinate pod addresses, so only one runs at a time.
+    yield local_runtime
+    print(f"--- runtime log (tail)\n{local_runtime.log()[-4000:]}")
 
 
 def apply(cluster, namespace: str, *objects: dict) -> None:
