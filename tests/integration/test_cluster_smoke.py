@@ -8,7 +8,7 @@ import yaml
 from kubernetes import client, watch
 
 
-def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

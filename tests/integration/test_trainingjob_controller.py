@@ -11,7 +11,7 @@ import yaml
 TJ = "trainingjob.mlcycle.io"
 
 
-def wait_for(predicate, timeout=60, interval=0.5, what="condition"):
+def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -26,13 +26,19 @@ log = logging.getLogger(__name__)
 KIND = "TrainingJob"
 FINISHED = ("Succeeded", "Failed")
 # One reconcile per TrainingJob at a time: events of the job, its Job and its pods arrive on different
-# kopf workers, and registration must not run twice at once.
+# kopf workers, and registration must not run twice at once. A trigger that finds a reconcile already
+# waiting for the lock is dropped: the waiting one reads the state after it, so a burst of pod events
+# costs one reconcile, not one each.
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+_waiting: set[tuple[str, str]] = set()
+_waiting_guard = threading.Lock()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
 def on_trainingjob_event(type, namespace, name, **_):
-    if type != "DELETED":
+    if type == "DELETED":
+        _locks.pop((namespace, name), None)
+    else:
         reconcile(namespace, name)
 
 
@@ -56,9 +62,23 @@ def on_finished_timer(namespace, name, **_):
     reconcile(namespace, name)
 
 
+@kopf.timer(GROUP, VERSION, PLURAL, interval=60, idle=60,
+            when=lambda status, **_: (status or {}).get("phase") not in FINISHED)
+def on_resync_timer(namespace, name, **_):
+    """A periodic resync of unfinished jobs, so a reconcile that failed is retried without a new event."""
+    reconcile(namespace, name)
+
+
 def reconcile(namespace: str, name: str) -> None:
-    started = time.monotonic()
-    with _locks[(namespace, name)]:
+    key = (namespace, name)
+    with _waiting_guard:
+        if key in _waiting:
+            return
+        _waiting.add(key)
+    with _locks[key]:
+        with _waiting_guard:
+            _waiting.discard(key)
+        started = time.monotonic()
         try:
             _reconcile(namespace, name)
             metrics.RECONCILES.labels(KIND, "ok").inc()
