@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mlcycle.clients import s3
-from mlcycle.localdev.minio import free_port
+from mlcycle.localdev.net import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from mlcycle.localdev import minio
-from mlcycle.localdev.minio import free_port
+from mlcycle.localdev.net import free_port
 from mlcycle.localdev.sample import iris_like_csv
 
 

@@ -6,16 +6,15 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass, field
 
 from minio import Minio
 
 from mlcycle.localdev import binaries
 from mlcycle.localdev.binaries import log
+from mlcycle.localdev.net import free_port, http_ok
 from mlcycle.localdev.paths import LOCAL
 
 STATE = LOCAL / "minio"
@@ -38,17 +37,7 @@ class MinioServer:
         return name
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.endpoint}/minio/health/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return http_ok(f"http://{self.endpoint}/minio/health/ready")
 
 
 def _pid_alive(pid: int) -> bool:

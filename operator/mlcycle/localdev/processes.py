@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.localdev.minio import free_port
+from mlcycle.localdev.net import free_port, http_ok
 
 
 @dataclass
@@ -23,11 +22,7 @@ class OperatorProcess:
     kubeconfig: Path
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is None:

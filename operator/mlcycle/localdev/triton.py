@@ -16,13 +16,12 @@ import subprocess
 import sys
 import sysconfig
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from mlcycle.localdev import versions
 from mlcycle.localdev.binaries import CACHE, log
-from mlcycle.localdev.minio import free_port
+from mlcycle.localdev.net import free_port, http_ok
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -85,11 +84,7 @@ class TritonServer:
     log_path: Path
 
     def ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return http_ok(f"http://{self.http_url}/v2/health/ready")
 
     def stop(self) -> None:
         if self.process.poll() is None:
