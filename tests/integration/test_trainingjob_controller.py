@@ -154,7 +154,9 @@ def test_reserved_env_is_refused_with_the_field_named(cluster, operator, namespa
 
 def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, namespace):
     apply(cluster, trainingjob("restart", namespace, workers=2))
-    wait_for(lambda: phase(cluster, "restart", namespace) == "Running", what="Running")
+    wait_for(lambda: ((get(cluster, TJ, "restart", namespace) or {}).get("status") or {}).get("workers", {})
+             .get("ready") == 2, what="both workers ready")
+    time.sleep(2)  # let the last pod events settle
     job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
     pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
