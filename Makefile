@@ -51,7 +51,7 @@ lint: install
 	$(BIN)/ruff check operator tests
 
 test: install tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --durations=10 $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
