@@ -44,6 +44,7 @@ stack-down: install
 
 crds: install
 	$(MLCYCLE) crds
+	$(MLCYCLE) crds --out charts/mlcycle/crds
 crds-check: install
 	$(MLCYCLE) crds --check
 
