@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "runtime": ("mlcycle.localdev.runtime", "local pod runtime: runs pods bound to its node as processes"),
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),
     "dev": ("mlcycle.localdev.dev", "bring up the local stack, the operator and the sample pipeline"),
+    "lineage": ("mlcycle.lineage", "print dataset → training job → model version → inference services"),
 }
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+from datetime import UTC, datetime
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 FIELD_MANAGER = "mlcycle"
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -94,3 +97,26 @@ def create(obj: dict) -> dict | None:
         if e.status == 409:
             return None
         raise
+
+
+def post_event(obj: dict, type_: str, reason: str, message: str) -> None:
+    """Post an Event about `obj` now, once, best effort. Not through kopf's queue: kopf retries one failing
+    event (e.g. into a namespace being deleted) for about a minute and a half while every later event of
+    the operator waits behind it."""
+    meta, now = obj["metadata"], datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    event = {"apiVersion": "v1", "kind": "Event",
+             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+             "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                                "namespace": meta["namespace"], "uid": meta["uid"]},
+             "type": type_, "reason": reason, "message": message[:1000], "count": 1,
+             "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "mlcycle"}}
+    try:
+        create(event)
+    except ApiException as e:
+        log.warning("%s %s/%s: event %s not posted: %s", obj["kind"], meta["namespace"], meta["name"], reason,
+                    e.reason)
+
+
+def status_changed(old: dict, new: dict) -> bool:
+    """Whether merging `new` into `old` changes anything (status is written only when it does)."""
+    return json.dumps(old, sort_keys=True, default=str) != json.dumps({**old, **new}, sort_keys=True, default=str)

@@ -1,5 +1,8 @@
 """Prometheus metrics of the operator (served by `mlcycle run --metrics-port`)."""
 
+import time
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("mlcycle_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
@@ -7,6 +10,20 @@ RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent 
 PHASE = Gauge("mlcycle_resources", "Resources by kind and phase", ["kind", "namespace", "phase"])
 TRAINING_TRANSITIONS = Counter("mlcycle_trainingjob_transitions_total", "TrainingJob phase transitions",
                                ["phase"])
+
+
+@contextmanager
+def reconciling(kind: str):
+    """Count one reconcile of `kind` by result and time it."""
+    started = time.monotonic()
+    try:
+        yield
+        RECONCILES.labels(kind, "ok").inc()
+    except Exception:
+        RECONCILES.labels(kind, "error").inc()
+        raise
+    finally:
+        RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - started)
 
 
 def serve(port: int) -> None:

@@ -7,24 +7,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
 
 import pytest
 import yaml
 
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+from waiting import wait_for
 
 
 def get_json(cluster, *args):
@@ -58,7 +47,7 @@ def test_trainingjob_trains_for_real_and_registers_a_model_version(
     tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
 
-    tj = wait_for(lambda: finished(cluster, name, namespace), 600, f"{name} to finish")
+    tj = wait_for(lambda: finished(cluster, name, namespace), f"{name} to finish", timeout=600)
     status = tj["status"]
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["metrics"]["val_accuracy"] >= 0.8
@@ -86,7 +75,7 @@ def test_missing_dataset_fails_with_the_cause_named(cluster, crds, operator, loc
     tj["spec"]["runPolicy"] = {"backoffLimit": 0}
     tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
-    tj = wait_for(lambda: finished(cluster, "nodata", namespace), 300, "nodata to fail")
+    tj = wait_for(lambda: finished(cluster, "nodata", namespace), "nodata to fail", timeout=300)
     assert tj["status"]["phase"] == "Failed"
     ready = next(c for c in tj["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "DatasetNotFound"
@@ -101,7 +90,7 @@ def test_bad_credentials_fail_with_storage_auth_failed(cluster, crds, operator, 
     tj["spec"]["runPolicy"] = {"backoffLimit": 0}
     tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
-    tj = wait_for(lambda: finished(cluster, "badcreds", namespace), 300, "badcreds to fail")
+    tj = wait_for(lambda: finished(cluster, "badcreds", namespace), "badcreds to fail", timeout=300)
     ready = next(c for c in tj["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "StorageAuthFailed"
     assert "wrong-secret" not in json.dumps(tj)  # secrets never reach status

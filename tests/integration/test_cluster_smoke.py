@@ -7,16 +7,7 @@ import time
 import yaml
 from kubernetes import client, watch
 
-
-def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+from waiting import wait_for
 
 
 def test_gpu_job_pod_binds_to_a_gpu_node_and_runs(cluster, namespace):

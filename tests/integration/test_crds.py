@@ -334,11 +334,12 @@ def test_suspend_and_run_policy_stay_mutable(kubectl, ns):
 
 
 def test_status_subresource_validates_status(kubectl, ns):
-    doc = edited(MODEL_VERSION, metadata__name="mv-status")
+    # An InferenceService: no controller writes its status yet, so nothing races the test's own writes.
+    doc = edited(INFERENCE_SERVICE, metadata__name="isvc-status")
     assert apply(kubectl, ns, doc).returncode == 0
-    condition = {"type": "Ready", "status": "True", "reason": "Verified", "lastTransitionTime": "2026-11-26T12:00:00Z"}
-    status = {"status": {"phase": "Ready", "conditions": [condition], "aliases": ["production"]}}
-    args = ("patch", "-n", ns, "modelversion", "mv-status", "--subresource=status", "--type=merge", "-p")
+    condition = {"type": "Ready", "status": "True", "reason": "Loaded", "lastTransitionTime": "2026-11-26T12:00:00Z"}
+    status = {"status": {"phase": "Ready", "conditions": [condition], "readyReplicas": 1}}
+    args = ("patch", "-n", ns, "inferenceservice", "isvc-status", "--subresource=status", "--type=merge", "-p")
     kubectl(*args, json.dumps(status))
     assert get(kubectl, ns, doc)["status"]["phase"] == "Ready"
     bad = kubectl(*args, json.dumps({"status": {"phase": "Done"}}), check=False)

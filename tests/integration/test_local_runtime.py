@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import pytest
 import yaml
 
 from mlcycle.localdev.runtime import TOLERATION
+from waiting import wait_for
 
 IMAGE = "ghcr.io/mlcycle/mlcycle:0.1.0"
 
@@ -39,16 +39,6 @@ def get(cluster, namespace: str, kind: str, name: str) -> dict | None:
     out = cluster.kubectl_run("get", "-n", namespace, kind, name, "-o", "json", "--ignore-not-found")
     return json.loads(out.stdout) if out.stdout.strip() else None
 
-
-def wait_for(predicate, what: str, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def pod(name: str, node: str, command: list[str], image: str = IMAGE, **spec) -> dict:

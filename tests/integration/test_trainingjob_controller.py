@@ -8,18 +8,10 @@ import time
 
 import yaml
 
+from waiting import wait_for
+
 TJ = "trainingjob.mlcycle.io"
 
-
-def wait_for(predicate, timeout=120, interval=0.5, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
 def get(cluster, kind, name, namespace):

@@ -1,3 +1,6 @@
 """kopf entry points, one module per kind. Importing this package registers every handler."""
 
-from mlcycle.handlers import trainingjob  # noqa: F401
+from mlcycle.handlers import (
+    modelversion,  # noqa: F401
+    trainingjob,  # noqa: F401
+)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -78,15 +77,8 @@ def reconcile(namespace: str, name: str) -> None:
     with _locks[key]:
         with _waiting_guard:
             _waiting.discard(key)
-        started = time.monotonic()
-        try:
+        with metrics.reconciling(KIND):
             _reconcile(namespace, name)
-            metrics.RECONCILES.labels(KIND, "ok").inc()
-        except Exception:
-            metrics.RECONCILES.labels(KIND, "error").inc()
-            raise
-        finally:
-            metrics.RECONCILE_SECONDS.labels(KIND).observe(time.monotonic() - started)
 
 
 def _reconcile(namespace: str, name: str) -> None:
@@ -113,16 +105,16 @@ def _reconcile(namespace: str, name: str) -> None:
         status["conditions"] = merge_conditions(status["conditions"], [_register(body, spec, status)])
 
     if _ttl_expired(spec, status):
-        kopf.info(body, reason="Deleted", message="deleting: spec.runPolicy.ttlSecondsAfterFinished passed")
+        kube.post_event(body, "Normal", "Deleted", "deleting: spec.runPolicy.ttlSecondsAfterFinished passed")
         kube.delete(API_VERSION, KIND, namespace, name)
         return
 
-    if _changed(old, status):
+    if kube.status_changed(old, status):
         kube.patch_status(API_VERSION, KIND, namespace, name, status)
         if old.get("phase") != status["phase"]:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
-            post = kopf.warning if status["phase"] == "Failed" else kopf.info
-            post(body, reason=status["phase"], message=status["message"][:1000])
+            kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
+                            status["message"])
 
 
 def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
@@ -148,7 +140,7 @@ def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
                                                 registration.next_version(existing), signature)
         kube.create(mv)
         mv_name = mv["metadata"]["name"]
-        kopf.info(body, reason="ModelRegistered", message=f"registered ModelVersion {mv_name}")
+        kube.post_event(body, "Normal", "ModelRegistered", f"registered ModelVersion {mv_name}")
     status["modelVersionRef"] = {"name": mv_name}
     return condition("ModelRegistered", True, "Registered", f"ModelVersion {mv_name}", generation)
 
@@ -168,7 +160,3 @@ def _ttl_expired(spec: TrainingJobSpec | None, status: dict) -> bool:
         return False
     done = datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
     return (datetime.now(UTC) - done).total_seconds() >= ttl
-
-
-def _changed(old: dict, new: dict) -> bool:
-    return json.dumps(old, sort_keys=True, default=str) != json.dumps({**old, **new}, sort_keys=True, default=str)

@@ -13,8 +13,7 @@ import yaml
 
 from mlcycle.localdev import cluster as cluster_mod
 from mlcycle.localdev import minio as minio_mod
-from mlcycle.localdev import runtime
-from mlcycle.localdev import sample
+from mlcycle.localdev import runtime, sample
 from mlcycle.localdev.paths import LOCAL, REPO_ROOT
 from mlcycle.localdev.processes import start_operator
 

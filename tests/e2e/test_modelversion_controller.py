@@ -1,0 +1,287 @@
+"""The ModelVersion controller end to end: the operator as a process, the real control plane and a real
+MinIO holding the artifacts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from mlcycle.clients import s3
+from mlcycle.localdev.sample import storage_secret
+from modelversion_artifacts import checkpoint_bytes, model_version, onnx_bytes, torchscript_bytes
+from waiting import wait_for
+
+MV = "modelversion.mlcycle.io"
+
+
+
+def apply(cluster, obj):
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(obj))
+
+
+def get(cluster, kind, name, namespace):
+    r = cluster.kubectl_run("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def status(cluster, name, namespace) -> dict:
+    return (get(cluster, MV, name, namespace) or {}).get("status") or {}
+
+
+def condition(st: dict, type_: str) -> dict:
+    return next((c for c in st.get("conditions") or [] if c["type"] == type_), {})
+
+
+def wait_phase(cluster, name, namespace, phase, timeout=90) -> dict:
+    return wait_for(lambda: (st := status(cluster, name, namespace)).get("phase") == phase and st,
+                    what=f"{name} phase {phase} (status {status(cluster, name, namespace)})", timeout=timeout)
+
+
+def events(cluster, namespace, name) -> list[tuple[str, str]]:
+    out = json.loads(cluster.kubectl_run("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
+    return [(e["reason"], e["message"]) for e in out if e["involvedObject"]["name"] == name]
+
+
+@pytest.fixture(autouse=True)
+def delete_versions_while_the_operator_runs(cluster, operator, namespace):
+    """The finalizer needs the operator: remove the test's versions before the namespace goes."""
+    yield
+    cluster.kubectl_run("delete", "inferenceservices.mlcycle.io,modelversions.mlcycle.io", "--all", "-n", namespace,
+                        "--wait=true", "--timeout=60s", check=False)
+
+
+def upload(minio, bucket, key, data) -> str:
+    digest, _ = s3.upload_bytes(minio.client(), bucket, key, data)
+    return f"sha256:{digest}"
+
+
+def setup_secret(cluster, minio, namespace, name="s3", secret_key=None):
+    apply(cluster, storage_secret(name, namespace, minio.endpoint, minio.access_key, secret_key or minio.secret_key))
+
+
+def test_a_good_artifact_becomes_ready_with_its_digest_size_labels_and_event(cluster, operator, minio, bucket,
+                                                                            namespace):
+    setup_secret(cluster, minio, namespace)
+    data = torchscript_bytes()
+    digest = upload(minio, bucket, "iris/1/model.pt", data)
+    apply(cluster, model_version("iris-v1", namespace, "iris", 1, f"s3://{bucket}/iris/1/model.pt",
+                                 artifact={"uri": f"s3://{bucket}/iris/1/model.pt", "format": "torchscript",
+                                           "digest": digest},
+                                 metrics={"accuracy": 0.95}, aliases=["production"],
+                                 source={"trainingJob": "train-1", "dataset": {"uri": "s3://data/iris.csv"}}))
+    st = wait_phase(cluster, "iris-v1", namespace, "Ready")
+    assert st["verifiedDigest"] == digest and st["size"] == len(data)
+    assert st["aliases"] == ["production"] and st["keyMetric"] == "accuracy=0.95"
+    assert condition(st, "ArtifactVerified")["status"] == "True"
+    assert "TorchScript loads" in condition(st, "ArtifactVerified")["message"]
+    assert condition(st, "Ready")["status"] == "True" and condition(st, "Stalled")["status"] == "False"
+    mv = get(cluster, MV, "iris-v1", namespace)
+    assert mv["metadata"]["labels"] == {"mlcycle.io/model": "iris", "mlcycle.io/trainingjob": "train-1"}
+    assert "mlcycle.io/finalizer" in mv["metadata"]["finalizers"]
+    assert st["observedGeneration"] == mv["metadata"]["generation"]
+    wait_for(lambda: {"Ready", "AliasAssigned"} <= {r for r, _ in events(cluster, namespace, "iris-v1")},
+             what="Ready and AliasAssigned events")
+
+    table = cluster.kubectl_run("get", "modelversions", "-n", namespace, "-l", "mlcycle.io/model=iris").stdout
+    assert table.split("\n")[0].split() == ["NAME", "MODEL", "VERSION", "PHASE", "ALIASES", "METRIC", "AGE"]
+    assert table.split("\n")[1].split()[:6] == ["iris-v1", "iris", "1", "Ready", '["production"]', "accuracy=0.95"]
+    assert operator.healthy()
+
+
+def test_an_onnx_artifact_is_parsed_and_becomes_ready(cluster, operator, minio, bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "m/model.onnx", onnx_bytes())
+    apply(cluster, model_version("onnx-v1", namespace, "onnx", 1, f"s3://{bucket}/m/model.onnx",
+                                 artifact={"uri": f"s3://{bucket}/m/model.onnx", "format": "onnx"}))
+    st = wait_phase(cluster, "onnx-v1", namespace, "Ready")
+    assert "ONNX parses" in condition(st, "ArtifactVerified")["message"]
+
+
+def test_artifact_failures_end_in_clear_conditions_and_the_operator_stays_healthy(cluster, operator, minio, bucket,
+                                                                                namespace):
+    setup_secret(cluster, minio, namespace)
+    setup_secret(cluster, minio, namespace, "wrong", secret_key="not-the-secret-key")
+    good = upload(minio, bucket, "good.pt", torchscript_bytes())
+    upload(minio, bucket, "checkpoint.pt", checkpoint_bytes())
+    wrong_digest = "sha256:" + "0" * 64
+    apply(cluster, model_version("corrupt-v1", namespace, "corrupt", 1, "", artifact={
+        "uri": f"s3://{bucket}/good.pt", "format": "torchscript", "digest": wrong_digest}))
+    apply(cluster, model_version("ckpt-v1", namespace, "ckpt", 1, f"s3://{bucket}/checkpoint.pt"))
+    apply(cluster, model_version("creds-v1", namespace, "creds", 1, f"s3://{bucket}/good.pt", secret="wrong"))
+    apply(cluster, model_version("nosecret-v1", namespace, "nosecret", 1, f"s3://{bucket}/good.pt", secret="absent"))
+
+    corrupt = wait_phase(cluster, "corrupt-v1", namespace, "Failed")
+    verified = condition(corrupt, "ArtifactVerified")
+    assert verified["reason"] == "DigestMismatch"
+    assert f"spec.artifact.digest is {wrong_digest}, the object's is {good}" in verified["message"]
+    assert condition(corrupt, "Stalled")["status"] == "True"  # not retried: the spec or the object must change
+
+    ckpt = wait_phase(cluster, "ckpt-v1", namespace, "Failed")
+    assert condition(ckpt, "ArtifactVerified")["reason"] == "InvalidFormat"
+    assert "not TorchScript (a torch.save() checkpoint?" in ckpt["message"]
+
+    creds = wait_phase(cluster, "creds-v1", namespace, "Failed")
+    assert condition(creds, "ArtifactVerified")["reason"] == "StorageAuthFailed"
+    assert "check the S3 access key and secret key" in creds["message"] and f"{namespace}/wrong" in creds["message"]
+    assert condition(creds, "Reconciling")["status"] == "True"  # retried with backoff: the Secret may be fixed
+
+    nosecret = wait_phase(cluster, "nosecret-v1", namespace, "Failed")
+    assert condition(nosecret, "ArtifactVerified")["reason"] == "SecretProblem"
+    assert f"Secret {namespace}/absent (spec.storage.secretRef) does not exist" in nosecret["message"]
+
+    wait_for(lambda: ("Failed", corrupt["message"]) in events(cluster, namespace, "corrupt-v1"), what="Failed event")
+    everything = json.dumps([corrupt, ckpt, creds, nosecret, events(cluster, namespace, "creds-v1")])
+    assert "not-the-secret-key" not in everything and minio.secret_key not in everything
+    assert "not-the-secret-key" not in operator.log_path.read_text()
+    assert operator.healthy()
+
+    # Fixing the Secret heals the version on a later retry.
+    setup_secret(cluster, minio, namespace, "wrong")
+    wait_phase(cluster, "creds-v1", namespace, "Ready", timeout=120)
+
+
+def test_a_missing_object_fails_then_becomes_ready_once_uploaded(cluster, operator, minio, bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    apply(cluster, model_version("late-v1", namespace, "late", 1, f"s3://{bucket}/late/model.pt"))
+    st = wait_phase(cluster, "late-v1", namespace, "Failed")
+    assert condition(st, "ArtifactVerified")["reason"] == "ArtifactNotFound"
+    assert "retry 1 at" in st["message"]
+    assert condition(st, "Reconciling")["status"] == "True" and condition(st, "Stalled")["status"] == "False"
+    record = json.loads(get(cluster, MV, "late-v1", namespace)["metadata"]["annotations"]["mlcycle.io/verification"])
+    assert record["attempts"] >= 1 and "retryAt" in record
+
+    digest = upload(minio, bucket, "late/model.pt", torchscript_bytes())
+    st = wait_phase(cluster, "late-v1", namespace, "Ready", timeout=120)
+    assert st["verifiedDigest"] == digest
+    assert operator.healthy()
+
+
+def test_the_highest_ready_version_holds_a_contested_alias_and_the_other_reports_it(cluster, operator, minio,
+                                                                                   bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    uri = f"s3://{bucket}/shared.pt"
+    upload(minio, bucket, "shared.pt", torchscript_bytes())
+    apply(cluster, model_version("m-v1", namespace, "m", 1, uri, aliases=["production", "stable"]))
+    wait_for(lambda: status(cluster, "m-v1", namespace).get("aliases") == ["production", "stable"], what="v1 aliases")
+    apply(cluster, model_version("m-v2", namespace, "m", 2, uri, aliases=["production"]))
+    wait_for(lambda: status(cluster, "m-v2", namespace).get("aliases") == ["production"], what="v2 takes production")
+    v1 = wait_for(lambda: (st := status(cluster, "m-v1", namespace)).get("aliases") == ["stable"] and st,
+                  what="v1 keeps only stable")
+    conflict = condition(v1, "AliasConflict")
+    assert conflict["status"] == "True" and "production is held by m-v2 (version 2)" in conflict["message"]
+    assert v1["phase"] == "Ready"
+    assert get(cluster, MV, "m-v1", namespace)["spec"]["aliases"] == ["production", "stable"]  # spec untouched
+    wait_for(lambda: ("AliasRemoved", "no longer holds alias production") in events(cluster, namespace, "m-v1"),
+             what="AliasRemoved event")
+
+    # v2 goes away: production falls back to v1.
+    cluster.kubectl_run("delete", MV, "m-v2", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(lambda: status(cluster, "m-v1", namespace).get("aliases") == ["production", "stable"],
+             what="production back on v1")
+    assert condition(status(cluster, "m-v1", namespace), "AliasConflict")["status"] == "False"
+
+
+def test_threshold_and_champion_gates_through_the_operator(cluster, operator, minio, bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    uri = f"s3://{bucket}/gate.pt"
+    upload(minio, bucket, "gate.pt", torchscript_bytes())
+    threshold = {"thresholds": [{"metric": "accuracy", "op": ">=", "value": 0.9},
+                                {"metric": "rmse", "op": "<=", "value": 3}]}
+    apply(cluster, model_version("t-v1", namespace, "t", 1, uri, metrics={"accuracy": 0.9, "rmse": 3},
+                                 validation=threshold))
+    apply(cluster, model_version("t-v2", namespace, "t", 2, uri, metrics={"accuracy": 0.95, "rmse": 3.01},
+                                 validation=threshold))
+    assert [r["passed"] for r in wait_phase(cluster, "t-v1", namespace, "Ready")["validation"]] == [True, True]
+    rejected = wait_phase(cluster, "t-v2", namespace, "Rejected")
+    assert "rmse <= 3 failed (rmse is 3.01)" in rejected["message"]
+    assert condition(rejected, "Validated")["status"] == "False"
+    wait_for(lambda: "Rejected" in {r for r, _ in events(cluster, namespace, "t-v2")}, what="Rejected event")
+
+    champion = {"champion": {"alias": "production", "metric": "accuracy", "minImprovement": 0.02}}
+    apply(cluster, model_version("c-v1", namespace, "c", 1, uri, metrics={"accuracy": 0.90}, aliases=["production"],
+                                 validation=champion))
+    wait_for(lambda: status(cluster, "c-v1", namespace).get("aliases") == ["production"], what="c-v1 champion")
+    apply(cluster, model_version("c-v2", namespace, "c", 2, uri, metrics={"accuracy": 0.915}, aliases=["production"],
+                                 validation=champion))
+    weak = wait_phase(cluster, "c-v2", namespace, "Rejected")
+    assert "accuracy 0.915 vs 0.9 of c-v1 (production)" in weak["message"]
+    apply(cluster, model_version("c-v3", namespace, "c", 3, uri, metrics={"accuracy": 0.92}, aliases=["production"],
+                                 validation=champion))
+    wait_for(lambda: status(cluster, "c-v3", namespace).get("aliases") == ["production"], what="c-v3 takes production")
+    assert wait_for(lambda: status(cluster, "c-v1", namespace).get("aliases") == [], what="c-v1 loses it") is True
+
+
+def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, operator, minio, bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "served.pt", torchscript_bytes())
+    upload(minio, bucket, "doomed.pt", torchscript_bytes())
+    apply(cluster, model_version("s-v1", namespace, "s", 1, f"s3://{bucket}/served.pt", aliases=["production"]))
+    apply(cluster, model_version("s-v2", namespace, "s", 2, f"s3://{bucket}/doomed.pt", deletionPolicy="Delete"))
+    wait_phase(cluster, "s-v1", namespace, "Ready")
+    wait_phase(cluster, "s-v2", namespace, "Ready")
+    isvc = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "s-svc", "namespace": namespace},
+            "spec": {"model": {"name": "s", "alias": "production"}, "storage": {"secretRef": {"name": "s3"}}}}
+    apply(cluster, isvc)
+    wait_for(lambda: status(cluster, "s-v1", namespace).get("servedBy") == ["s-svc"], what="servedBy")
+
+    cluster.kubectl_run("delete", MV, "s-v1", "-n", namespace, "--wait=false")
+    blocked = wait_for(lambda: (st := status(cluster, "s-v1", namespace)).get("message", "").startswith(
+        "deletion waits") and st, what="the deletion to wait")
+    assert "served by InferenceService(s) s-svc" in blocked["message"] and blocked["servedBy"] == ["s-svc"]
+    time.sleep(3)
+    assert get(cluster, MV, "s-v1", namespace) is not None
+
+    cluster.kubectl_run("delete", "inferenceservice.mlcycle.io", "s-svc", "-n", namespace)
+    wait_for(lambda: get(cluster, MV, "s-v1", namespace) is None, timeout=60, what="s-v1 to be deleted")
+    assert minio.client().stat_object(bucket, "served.pt")  # Retain (the default) keeps the artifact
+
+    cluster.kubectl_run("delete", MV, "s-v2", "-n", namespace, "--wait=true", "--timeout=60s")
+    assert "doomed.pt" not in s3.list_keys(minio.client(), bucket, "")  # deletionPolicy: Delete
+
+
+def test_lineage_prints_the_chain_from_dataset_to_inference_services(cluster, operator, minio, bucket, namespace):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "l.pt", torchscript_bytes())
+    dataset = {"uri": "s3://data/iris.csv", "digest": "sha256:" + hashlib.sha256(b"d").hexdigest()}
+    apply(cluster, model_version("l-v1", namespace, "l", 1, f"s3://{bucket}/l.pt", aliases=["production"],
+                                 source={"trainingJob": "gone-job", "dataset": dataset, "params": {"epochs": 3}}))
+    apply(cluster, {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
+                    "metadata": {"name": "l-svc", "namespace": namespace},
+                    "spec": {"model": {"name": "l", "alias": "production"}, "storage": {"secretRef": {"name": "s3"}}}})
+    wait_for(lambda: status(cluster, "l-v1", namespace).get("servedBy") == ["l-svc"], what="servedBy")
+    done = subprocess.run([sys.executable, "-m", "mlcycle.cli", "lineage", "l:1", "-n", namespace],
+                          env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}, capture_output=True, text=True,
+                          check=True)
+    assert f"dataset           s3://data/iris.csv  {dataset['digest']}" in done.stdout
+    assert "→ training job    gone-job (deleted)" in done.stdout
+    assert "→ inference svcs  l-svc (model alias production)" in done.stdout
+    cluster.kubectl_run("delete", "inferenceservice.mlcycle.io", "l-svc", "-n", namespace)
+
+
+def test_an_artifact_overwritten_after_ready_is_reported_and_restoring_it_heals(cluster, operator, minio, bucket,
+                                                                               namespace):
+    setup_secret(cluster, minio, namespace)
+    original = torchscript_bytes()
+    digest = upload(minio, bucket, "w.pt", original)
+    apply(cluster, model_version("w-v1", namespace, "w", 1, f"s3://{bucket}/w.pt", aliases=["production"]))
+    wait_phase(cluster, "w-v1", namespace, "Ready")
+
+    other = upload(minio, bucket, "w.pt", checkpoint_bytes())
+    # The recheck timer (a HEAD every MLCYCLE_ARTIFACT_RECHECK_SECONDS, 60 by default) notices the new ETag.
+    st = wait_phase(cluster, "w-v1", namespace, "Failed", timeout=180)
+    assert condition(st, "ArtifactVerified")["reason"] == "DigestChanged"
+    assert f"the object changed after it was verified: it was {digest}, it is now {other}" in st["message"]
+    assert st["verifiedDigest"] == digest and st["aliases"] == []
+    wait_for(lambda: "AliasRemoved" in {r for r, _ in events(cluster, namespace, "w-v1")}, what="AliasRemoved")
+
+    upload(minio, bucket, "w.pt", original)
+    st = wait_phase(cluster, "w-v1", namespace, "Ready", timeout=180)
+    assert st["aliases"] == ["production"] and st["verifiedDigest"] == digest
