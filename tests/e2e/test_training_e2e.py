@@ -66,6 +66,13 @@ def test_trainingjob_trains_for_real_and_registers_a_model_version(
     assert mv["spec"]["signature"]["inputs"][0]["shape"][-1] == 4
     assert "ownerReferences" not in mv["metadata"]  # the registry entry outlives the job
 
+    # ... and the registry verifies it: the version ends Ready with the artifact's digest.
+    mv = wait_for(lambda: (m := get_json(cluster, "modelversion", mv["metadata"]["name"], "-n", namespace))
+                  and (m.get("status") or {}).get("phase") in ("Ready", "Rejected", "Failed") and m,
+                  what="the ModelVersion to be verified", timeout=180)
+    assert mv["status"]["phase"] == "Ready", mv["status"].get("message")
+    assert mv["status"]["verifiedDigest"] == status["artifact"]["digest"]
+
 
 def test_missing_dataset_fails_with_the_cause_named(cluster, crds, operator, local_runtime, minio, namespace):
     minio.make_bucket("datasets")
