@@ -136,9 +136,16 @@ def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
         except (storage.SecretProblem, s3.StorageError, ValueError) as e:
             return condition("ModelRegistered", False, "SignatureUnavailable",
                              f"cannot read signature.json next to the artifact: {e}; retrying", generation)
-        mv = registration.desired_model_version(body["metadata"]["name"], namespace, uid, spec, status,
-                                                registration.next_version(existing), signature)
-        kube.create(mv)
+        # Another job may take the next number between our list and create: then try the number after it.
+        for version in range(registration.next_version(existing), registration.next_version(existing) + 5):
+            mv = registration.desired_model_version(body["metadata"]["name"], namespace, uid, spec, status,
+                                                    version, signature)
+            if kube.create(mv) is not None:
+                break
+        else:
+            return condition("ModelRegistered", False, "VersionConflict",
+                             f"ModelVersion names {model}-v{version - 4}..v{version} are taken; retrying",
+                             generation)
         mv_name = mv["metadata"]["name"]
         kube.post_event(body, "Normal", "ModelRegistered", f"registered ModelVersion {mv_name}")
     status["modelVersionRef"] = {"name": mv_name}
