@@ -57,7 +57,10 @@ def operator(crds, tmp_path_factory):
     `operator_factory` when a test needs to kill it."""
     from mlcycle.localdev.processes import start_operator
 
-    op = start_operator(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log")
+    # Re-check verified artifacts every 5 s instead of every minute, so the test of an overwritten artifact
+    # does not wait a minute twice.
+    op = start_operator(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
+                        env={"MLCYCLE_ARTIFACT_RECHECK_SECONDS": "5"})
     yield op
     op.stop()
 

@@ -275,7 +275,8 @@ def test_an_artifact_overwritten_after_ready_is_reported_and_restoring_it_heals(
     wait_phase(cluster, "w-v1", namespace, "Ready")
 
     other = upload(minio, bucket, "w.pt", checkpoint_bytes())
-    # The recheck timer (a HEAD every MLCYCLE_ARTIFACT_RECHECK_SECONDS, 60 by default) notices the new ETag.
+    # The recheck timer (a HEAD every MLCYCLE_ARTIFACT_RECHECK_SECONDS: 60 by default, 5 in the tests)
+    # notices the new ETag.
     st = wait_phase(cluster, "w-v1", namespace, "Failed", timeout=180)
     assert condition(st, "ArtifactVerified")["reason"] == "DigestChanged"
     assert f"the object changed after it was verified: it was {digest}, it is now {other}" in st["message"]

@@ -20,6 +20,7 @@ class OperatorProcess:
     metrics_port: int
     log_path: Path
     kubeconfig: Path
+    env: dict[str, str] | None = None
 
     def healthy(self) -> bool:
         return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
@@ -36,22 +37,23 @@ class OperatorProcess:
     def restart(self, sig: int = signal.SIGKILL, timeout: float = 60) -> None:
         """Kill the operator (SIGKILL: no clean shutdown, like a crashed pod) and start it again."""
         self.stop(sig)
-        fresh = start_operator(self.kubeconfig, self.log_path, timeout, self.health_port, self.metrics_port)
+        fresh = start_operator(self.kubeconfig, self.log_path, timeout, self.health_port, self.metrics_port,
+                               self.env)
         self.process = fresh.process
 
 
 def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health: int | None = None,
-                   metrics: int | None = None) -> OperatorProcess:
+                   metrics: int | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
     """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
     health, metrics = health or free_port(), metrics or free_port()
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    process_env = {**os.environ, **(env or {}), "KUBECONFIG": str(kubeconfig)}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logfile:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mlcycle.cli", "run", "--standalone", f"--health-port={health}",
              f"--metrics-port={metrics}"],
-            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
-    op = OperatorProcess(proc, health, metrics, log_path, kubeconfig)
+            env=process_env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+    op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env)
     deadline = time.monotonic() + timeout
     while not op.healthy():
         if proc.poll() is not None or time.monotonic() > deadline:
