@@ -163,8 +163,10 @@ class Reporter:
         *,
         signature_uri: str | None = None,
         profile_uri: str | None = None,
+        dataset_digest: str | None = None,
     ) -> None:
-        """The trained model; `digest` is "sha256:<hex>" (a bare hex digest gets the prefix)."""
+        """The trained model; `digest` is "sha256:<hex>" (a bare hex digest gets the prefix).
+        `dataset_digest` is the sha256 of the data it was trained on, for the registry's lineage."""
         if not digest.startswith("sha256:"):
             digest = f"sha256:{digest}"
         self.artifact = {"uri": uri, "digest": digest, "size": int(size), "format": format}
@@ -172,6 +174,8 @@ class Reporter:
             self.uris["signatureUri"] = signature_uri
         if profile_uri:
             self.uris["profileUri"] = profile_uri
+        if dataset_digest:
+            self.uris["datasetDigest"] = dataset_digest
 
     def finish(self) -> None:
         """Write the success termination message (the last epoch's metrics and the artifact)."""
@@ -217,8 +221,10 @@ def report_artifact(
     *,
     signature_uri: str | None = None,
     profile_uri: str | None = None,
+    dataset_digest: str | None = None,
 ) -> None:
-    reporter().report_artifact(uri, digest, size, format, signature_uri=signature_uri, profile_uri=profile_uri)
+    reporter().report_artifact(uri, digest, size, format, signature_uri=signature_uri, profile_uri=profile_uri,
+                               dataset_digest=dataset_digest)
 
 
 def fail(reason: str, message: str) -> NoReturn:

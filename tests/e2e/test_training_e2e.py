@@ -63,6 +63,9 @@ def test_trainingjob_trains_for_real_and_registers_a_model_version(
     assert mv["spec"]["modelName"] == f"iris{workers}" and mv["spec"]["version"] == 1
     assert mv["spec"]["artifact"]["digest"] == status["artifact"]["digest"]
     assert mv["spec"]["source"]["trainingJob"] == name
+    assert mv["spec"]["source"]["dataset"] == {"uri": "s3://datasets/iris/iris.csv",
+                                               "digest": f"sha256:{hashlib.sha256(sample_data).hexdigest()}"}
+    assert status["artifact"]["uri"].startswith(f"s3://models/iris{workers}/{name}/{tj['metadata']['uid'][:8]}/")
     assert mv["spec"]["signature"]["inputs"][0]["shape"][-1] == 4
     assert "ownerReferences" not in mv["metadata"]  # the registry entry outlives the job
 

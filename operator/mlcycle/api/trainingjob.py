@@ -95,7 +95,13 @@ class Dataset(ApiModel):
 class Output(ApiModel):
     """Where the trained artifact goes."""
 
-    uri: S3Uri = Field(description="S3 URI prefix for the artifact and metrics, e.g. s3://models/iris/.")
+    uri: S3Uri = Field(
+        description=(
+            "S3 URI prefix for the artifact and metrics, e.g. s3://models/iris/. Each run writes under "
+            "<uri>/<run>/, <run> being the first 8 characters of the TrainingJob's uid, so a re-created job "
+            "never overwrites an artifact a ModelVersion points to."
+        )
+    )
 
 
 class RunPolicy(ApiModel):
@@ -198,6 +204,9 @@ class TrainingJobStatus(ApiModel):
     workers: WorkerCounts | None = Field(None, description="Worker pods by state.")
     metrics: Metrics | None = Field(None, description="Final metrics reported by the trainer, name to number.")
     artifact: ArtifactStatus | None = Field(None, description="The trained artifact.")
+    dataset_digest: Sha256Digest | None = Field(
+        None, description="sha256:<hex> of the data the trainer read (recorded in the ModelVersion's lineage)."
+    )
     model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
     message: str | None = Field(None, description="Human-readable summary of the state.")
 

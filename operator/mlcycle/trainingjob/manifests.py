@@ -50,14 +50,20 @@ def _secret_env(env_name: str, secret: str, key: str, optional: bool = False) ->
     return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
 
 
-def trainer_env(name: str, namespace: str, spec: TrainingJobSpec) -> list[dict]:
+def output_uri(spec: TrainingJobSpec, uid: str) -> str:
+    """Where this run writes: a prefix of its own under spec.output.uri, so that re-creating a job of the
+    same name never overwrites the artifact an earlier ModelVersion points to."""
+    return f"{spec.output.uri.rstrip('/')}/{uid[:8]}"
+
+
+def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> list[dict]:
     """Env of a worker: data and output locations, storage credentials by reference, torchrun's PET_*."""
     secret = spec.storage.secret_ref.name
     env = [
         {"name": "MLCYCLE_TRAININGJOB", "value": name},
         {"name": "MLCYCLE_DATASET_URI", "value": spec.dataset.uri},
         {"name": "MLCYCLE_DATASET_FORMAT", "value": spec.dataset.format},
-        {"name": "MLCYCLE_OUTPUT_URI", "value": spec.output.uri},
+        {"name": "MLCYCLE_OUTPUT_URI", "value": output_uri(spec, uid)},
         {"name": "MLCYCLE_TERMINATION_LOG", "value": TERMINATION_LOG},
         _secret_env("MLCYCLE_S3_ENDPOINT", secret, "endpoint"),
         _secret_env("AWS_ACCESS_KEY_ID", secret, "accessKey"),
@@ -92,12 +98,12 @@ def _resources(spec: TrainingJobSpec) -> dict:
     return {"limits": limits, "requests": dict(limits)} if limits else {}
 
 
-def _pod_spec(name: str, namespace: str, spec: TrainingJobSpec) -> dict:
+def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict:
     container = {
         "name": "trainer",
         "image": spec.image,
         "command": spec.command or ["mlcycle", "train"],
-        "env": trainer_env(name, namespace, spec),
+        "env": trainer_env(name, namespace, uid, spec),
         "resources": _resources(spec),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -135,7 +141,7 @@ def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> d
         "parallelism": spec.workers,
         "completions": spec.workers,
         "backoffLimit": spec.run_policy.backoff_limit,
-        "template": {"metadata": {"labels": labels(name)}, "spec": _pod_spec(name, namespace, spec)},
+        "template": {"metadata": {"labels": labels(name)}, "spec": _pod_spec(name, namespace, uid, spec)},
     }
     if spec.workers > 1:
         job_spec["completionMode"] = "Indexed"

@@ -35,8 +35,8 @@ def desired_model_version(tj_name: str, namespace: str, uid: str, spec: Training
         | ({"digest": artifact["digest"]} if artifact.get("digest") else {}),
         "source": {
             "trainingJob": tj_name,
-            "dataset": {"uri": spec.dataset.uri} | ({"digest": spec.dataset.digest} if spec.dataset.digest
-                                                     else {}),
+            "dataset": {"uri": spec.dataset.uri} | ({"digest": digest} if (
+                digest := spec.dataset.digest or status.get("datasetDigest")) else {}),
             "params": spec.trainer.to_api() if spec.trainer else {"image": spec.image},
         },
         "metrics": status.get("metrics") or {},

@@ -64,7 +64,7 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
     """The whole status for one observation. `previous` keeps results a deleted pod can no longer give."""
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
-    for kept in ("metrics", "artifact", "modelVersionRef", "startTime", "completionTime"):
+    for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime"):
         if previous.get(kept) is not None:
             status[kept] = previous[kept]
 
@@ -90,6 +90,8 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             if result.get("artifact"):
                 art = result["artifact"]
                 status["artifact"] = {k: art[k] for k in ("uri", "digest", "size") if art.get(k) is not None}
+            if result.get("datasetDigest"):
+                status["datasetDigest"] = result["datasetDigest"]
             message = "training finished" + (
                 f"; {', '.join(f'{k}={v:.4g}' for k, v in sorted(status.get('metrics', {}).items()))}"
                 if status.get("metrics") else "")

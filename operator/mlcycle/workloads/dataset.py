@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlcycle import training
@@ -21,6 +21,7 @@ FORMATS = ("csv",)
 class Table:
     columns: list[str]
     rows: list[list[str]]
+    digest: str = ""  # sha256:<hex> of the files' bytes in order (of the object itself when there is one)
 
 
 def parse_csv(parts: list[tuple[str, bytes]]) -> Table:
@@ -121,4 +122,7 @@ def load_table(source: str, *, storage=None, format: str = "csv", digest: str | 
     parts = read_s3(storage, source) if source.startswith("s3://") else read_local(source)
     if digest:
         verify_digest(parts, digest)
-    return parse_csv(parts)
+    sha = hashlib.sha256()
+    for _, content in parts:
+        sha.update(content)
+    return replace(parse_csv(parts), digest=f"sha256:{sha.hexdigest()}")

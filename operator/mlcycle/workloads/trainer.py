@@ -463,6 +463,7 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
             fields["format"],
             signature_uri=fields["signature_uri"],
             profile_uri=fields["profile_uri"],
+            dataset_digest=table.digest,
         )
         if rank == 0:
             print(f"wrote {fields['uri']} ({fields['size']} bytes, {fields['digest']})", flush=True)

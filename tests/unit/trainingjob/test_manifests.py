@@ -102,3 +102,8 @@ def test_user_command_replaces_the_builtin_trainer():
     c = manifests.desired_job("u", "ns", "u", s)["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == ["python", "train.py"] and c["args"] == ["--lr", "0.1"]
     assert c["image"] == "example.com/me/train:1"
+
+
+def test_each_run_writes_under_its_own_prefix():
+    env = env_of(manifests.desired_job("iris", "ns", "0123456789ab", spec(output={"uri": "s3://models/iris/"})))
+    assert env["MLCYCLE_OUTPUT_URI"]["value"] == "s3://models/iris/01234567"

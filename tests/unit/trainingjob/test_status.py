@@ -114,3 +114,11 @@ def test_results_survive_pods_going_away():
     j = job({"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"})
     s = training_status(spec(), 1, j, [], previous)
     assert s["metrics"] == {"loss": 0.1} and s["modelVersionRef"] == {"name": "m-v1"}
+
+
+def test_the_dataset_digest_the_trainer_read_is_kept_for_lineage():
+    digest = "sha256:" + "b" * 64
+    message = json.dumps({"metrics": {}, "artifact": {"uri": "s3://m/a/model.pt"}, "datasetDigest": digest})
+    done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
+    j = job({"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"})
+    assert training_status(spec(), 1, j, [done], None)["datasetDigest"] == digest

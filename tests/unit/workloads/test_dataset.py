@@ -60,3 +60,13 @@ def test_only_csv_is_supported(tmp_path):
     with pytest.raises(TrainingFailed, match="'parquet' is not supported") as caught:
         dataset.load_table(str(tmp_path), format="parquet")
     assert caught.value.reason == training.INVALID_CONFIG
+
+
+def test_table_digest_is_the_sha256_of_the_file(tmp_path):
+    import hashlib
+
+    from mlcycle.workloads.dataset import load_table
+
+    data = b"x,label\n1,a\n2,b\n"
+    (tmp_path / "d.csv").write_bytes(data)
+    assert load_table(str(tmp_path / "d.csv")).digest == f"sha256:{hashlib.sha256(data).hexdigest()}"

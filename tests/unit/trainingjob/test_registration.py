@@ -1,0 +1,37 @@
+from factories import trainingjob_spec as spec
+from mlcycle.trainingjob import registration
+
+
+def status(**extra):
+    return {"artifact": {"uri": "s3://m/iris/0123abcd/model.pt", "digest": "sha256:" + "a" * 64, "size": 10},
+            "metrics": {"val_accuracy": 0.9}} | extra
+
+
+def registered(**spec_fields):
+    return spec(registerModel={"name": "iris", "aliases": ["staging"]}, **spec_fields)
+
+
+def test_model_version_records_lineage_and_has_no_owner():
+    mv = registration.desired_model_version("tj", "ns", "uid-1", registered(), status(), 3, None)
+    assert mv["metadata"]["name"] == "iris-v3" and "ownerReferences" not in mv["metadata"]
+    assert mv["metadata"]["labels"][registration.MODEL_LABEL] == "iris"
+    assert mv["metadata"]["labels"][registration.TRAININGJOB_UID_LABEL] == "uid-1"
+    assert mv["spec"]["source"]["trainingJob"] == "tj"
+    assert mv["spec"]["artifact"]["digest"] == "sha256:" + "a" * 64
+    assert mv["spec"]["aliases"] == ["staging"] and mv["spec"]["metrics"] == {"val_accuracy": 0.9}
+
+
+def test_dataset_digest_comes_from_the_spec_or_else_from_what_the_trainer_read():
+    read = "sha256:" + "c" * 64
+    mv = registration.desired_model_version("tj", "ns", "u", registered(), status(datasetDigest=read), 1, None)
+    assert mv["spec"]["source"]["dataset"] == {"uri": "s3://data/iris.csv", "digest": read}
+    pinned = "sha256:" + "d" * 64
+    s = registered(dataset={"uri": "s3://data/iris.csv", "digest": pinned})
+    mv = registration.desired_model_version("tj", "ns", "u", s, status(datasetDigest=read), 1, None)
+    assert mv["spec"]["source"]["dataset"]["digest"] == pinned
+
+
+def test_next_version_and_signature_location():
+    assert registration.next_version([]) == 1
+    assert registration.next_version([{"spec": {"version": 4}}, {"spec": {"version": 2}}]) == 5
+    assert registration.signature_uri("s3://m/iris/run/model.pt") == "s3://m/iris/run/signature.json"
