@@ -34,9 +34,13 @@ _waiting_guard = threading.Lock()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_trainingjob_event(type, namespace, name, **_):
+def on_trainingjob_event(type, namespace, name, body, **_):
     if type == "DELETED":
         _locks.pop((namespace, name), None)
+    elif type == "MODIFIED" and (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]:
+        # The spec did not change since the last reconcile: this is (mostly) our own status write. Children's
+        # events, the timers and a restart's initial listing cover everything else.
+        return
     else:
         reconcile(namespace, name)
 
