@@ -104,3 +104,21 @@ def test_bad_credentials_fail_with_storage_auth_failed(cluster, crds, operator, 
     ready = next(c for c in tj["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "StorageAuthFailed"
     assert "wrong-secret" not in json.dumps(tj)  # secrets never reach status
+
+
+def test_registration_takes_the_next_free_name_when_its_version_name_is_taken(
+        cluster, crds, operator, local_runtime, minio, sample_data, namespace):
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    # Someone else's version already has the name `race-v1` (for another model, so it is not counted).
+    squatter = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "ModelVersion",
+                "metadata": {"name": "race-v1", "namespace": namespace},
+                "spec": {"modelName": "other", "version": 1, "storage": {"secretRef": {"name": "s3"}},
+                         "artifact": {"uri": "s3://models/other/model.pt", "format": "torchscript"}}}
+    tj = training_job("race", namespace, "s3", epochs=2, node_selector=RUNTIME_LABEL, model="race")
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, squatter, tj]))
+    tj = wait_for(lambda: finished(cluster, "race", namespace), "race to finish", timeout=300)
+    assert tj["status"]["modelVersionRef"] == {"name": "race-v2"}
+    mv = get_json(cluster, "modelversion", "race-v2", "-n", namespace)
+    assert mv["spec"]["modelName"] == "race" and mv["spec"]["version"] == 2
+    assert mv["metadata"]["labels"]["mlcycle.io/trainingjob"] == "race"
