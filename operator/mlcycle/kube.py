@@ -27,6 +27,15 @@ def api_client() -> client.ApiClient:
     return client.ApiClient()
 
 
+def context_namespace() -> str:
+    """The namespace kubectl would use: the current kubeconfig context's, else "default"."""
+    try:
+        _, current = config.list_kube_config_contexts()
+        return current.get("context", {}).get("namespace") or "default"
+    except (config.ConfigException, FileNotFoundError, TypeError):
+        return "default"
+
+
 def _path(api_version: str, kind_plural: str, namespace: str | None, name: str | None = None) -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     ns = f"/namespaces/{namespace}" if namespace else ""

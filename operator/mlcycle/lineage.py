@@ -68,7 +68,8 @@ def format_text(records: list[dict]) -> str:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mlcycle lineage", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="MODEL or MODEL:VERSION")
-    parser.add_argument("--namespace", "-n", default="default")
+    parser.add_argument("--namespace", "-n", default=None,
+                        help="namespace (default: the kubeconfig context's, like kubectl)")
     parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     model, _, version = args.model.partition(":")
@@ -77,6 +78,7 @@ def main(argv: list[str]) -> int:
 
     from mlcycle import kube  # the kubernetes client only when the command runs
 
+    args.namespace = args.namespace or kube.context_namespace()
     versions = [mv for mv in kube.list_(API_VERSION, "ModelVersion", args.namespace)
                 if mv["spec"].get("modelName") == model and (not version or mv["spec"]["version"] == int(version))]
     if not versions:
