@@ -44,11 +44,6 @@ def find(conditions: list[dict] | None, type_: str) -> dict | None:
     return next((c for c in conditions or [] if c.get("type") == type_), None)
 
 
-def is_true(conditions: list[dict] | None, type_: str) -> bool:
-    c = find(conditions, type_)
-    return c is not None and c.get("status") == "True"
-
-
 def kstatus(phase_ready: bool, in_progress: bool, stalled: bool, reason: str, message: str,
             generation: int | None) -> list[dict]:
     """The three kstatus conditions for one observation."""

@@ -3,11 +3,10 @@
 import time
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, start_http_server
 
 RECONCILES = Counter("mlcycle_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
 RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent in one reconcile", ["kind"])
-PHASE = Gauge("mlcycle_resources", "Resources by kind and phase", ["kind", "namespace", "phase"])
 TRAINING_TRANSITIONS = Counter("mlcycle_trainingjob_transitions_total", "TrainingJob phase transitions",
                                ["phase"])
 

@@ -6,13 +6,11 @@ import json
 import os
 import secrets
 import signal
-import subprocess
-import time
 from dataclasses import dataclass, field
 
 from minio import Minio
 
-from mlcycle.localdev import binaries
+from mlcycle.localdev import background, binaries
 from mlcycle.localdev.binaries import log
 from mlcycle.localdev.net import free_port, http_ok
 from mlcycle.localdev.paths import LOCAL
@@ -68,17 +66,10 @@ def up(port: int | None = None, timeout: float = 60) -> MinioServer:
     access_key, secret_key = "mlcycle-" + secrets.token_hex(4), secrets.token_urlsafe(24)
     env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"}
-    with open(STATE / "minio.log", "ab") as logfile:
-        proc = subprocess.Popen(
-            [str(exe), "server", str(STATE / "data"), "--address", f"127.0.0.1:{port}", "--quiet"],
-            env=env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
-        )
+    proc = background.spawn([str(exe), "server", str(STATE / "data"), "--address", f"127.0.0.1:{port}", "--quiet"],
+                            env, STATE / "minio.log")
     server = MinioServer(f"127.0.0.1:{port}", access_key, secret_key, proc.pid)
-    deadline = time.monotonic() + timeout
-    while not server.healthy():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"MinIO did not start; see {STATE / 'minio.log'}")
-        time.sleep(0.2)
+    background.wait_ready(proc, server.healthy, timeout, "MinIO", STATE / "minio.log", interval=0.2)
     record = STATE / "server.json"
     record.write_text(json.dumps(server.__dict__))
     record.chmod(0o600)  # it holds the root credentials

@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcycle.localdev import background
 from mlcycle.localdev.net import free_port, http_ok
 
 
@@ -26,13 +26,7 @@ class OperatorProcess:
         return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        background.stop(self.process, sig)
 
     def restart(self, sig: int = signal.SIGKILL, timeout: float = 60) -> None:
         """Kill the operator (SIGKILL: no clean shutdown, like a crashed pod) and start it again."""
@@ -47,17 +41,8 @@ def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health
     """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
     health, metrics = health or free_port(), metrics or free_port()
     process_env = {**os.environ, **(env or {}), "KUBECONFIG": str(kubeconfig)}
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as logfile:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlcycle.cli", "run", "--standalone", f"--health-port={health}",
-             f"--metrics-port={metrics}"],
-            env=process_env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = background.spawn([sys.executable, "-m", "mlcycle.cli", "run", "--standalone",
+                             f"--health-port={health}", f"--metrics-port={metrics}"], process_env, log_path)
     op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env)
-    deadline = time.monotonic() + timeout
-    while not op.healthy():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            op.stop()
-            raise RuntimeError(f"the operator did not become healthy; log:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.3)
+    background.wait_ready(proc, op.healthy, timeout, "the operator", log_path)
     return op

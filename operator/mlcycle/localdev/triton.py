@@ -11,15 +11,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.localdev import versions
+from mlcycle.localdev import background, versions
 from mlcycle.localdev.binaries import CACHE, log
 from mlcycle.localdev.net import free_port, http_ok
 
@@ -87,12 +85,7 @@ class TritonServer:
         return http_ok(f"http://{self.http_url}/v2/health/ready")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        background.stop(self.process)
 
 
 def start(model_repository: Path, log_path: Path, host: str = "127.0.0.1", timeout: float = 120,
@@ -103,16 +96,8 @@ def start(model_repository: Path, log_path: Path, host: str = "127.0.0.1", timeo
     args = [str(exe), f"--model-repository={model_repository}", f"--http-address={host}",
             f"--http-port={http}", f"--grpc-address={host}", f"--grpc-port={grpc}",
             f"--metrics-address={host}", f"--metrics-port={metrics}", "--allow-metrics=true", *extra_args]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as logfile:
-        proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=logfile, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+    proc = background.spawn(args, {**os.environ, **env}, log_path)
     server = TritonServer(f"{host}:{http}", f"{host}:{grpc}", f"{host}:{metrics}", proc, log_path)
-    deadline = time.monotonic() + timeout
-    while not server.ready():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.stop()
-            raise RuntimeError(f"tritonserver did not become ready; log:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.3)
+    background.wait_ready(proc, server.ready, timeout, "tritonserver", log_path)
     log(f"tritonserver ready: http {server.http_url}, grpc {server.grpc_url}")
     return server
