@@ -60,6 +60,9 @@ log = logging.getLogger("mlcycle.runtime")
 
 SHIM_SOURCE = Path(__file__).with_name("runtime_shim.c")
 SHIM_CACHE = Path(os.environ.get("MLCYCLE_CACHE", Path.home() / ".cache" / "mlcycle")) / "runtime"
+# First pod address 127.0.0.N is N=IP_BASE. Two runtimes on one machine (two checkouts testing at once) keep
+# apart by giving each its own range, e.g. MLCYCLE_RUNTIME_IP_BASE=131072 starts at 127.2.0.0.
+IP_BASE = max(2, int(os.environ.get("MLCYCLE_RUNTIME_IP_BASE", "2")))
 HEARTBEAT = 10  # seconds between Lease renewals and node status updates
 LEASE_SECONDS = 40
 # The node is tainted so that only pods meant for it land there (others would fail on unknown images):
@@ -187,7 +190,7 @@ class Runtime:
             if previous and previous.startswith("127.") and previous not in used:
                 ip = previous
             else:
-                n = next(n for n in range(2, 1 << 24) if ip_of(n) not in used)
+                n = next(n for n in range(IP_BASE, 1 << 24) if ip_of(n) not in used)
                 ip = ip_of(n)
             self.ips[uid] = ip
             return ip
