@@ -51,7 +51,9 @@ def server_env() -> dict[str, str]:
     """Environment the server and its python-backend stubs need: the wheel's bundled libraries, this
     Python's libpython, and this environment's packages (numpy, torch) for the models."""
     libs = [str(_wheel_dir().parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR")]
-    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    # Every site-packages directory on sys.path, also one a .pth file added (a venv layered on another).
+    site = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]] + \
+        [p for p in sys.path if p.endswith("site-packages")]
     return {
         "LD_LIBRARY_PATH": ":".join(libs + [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]),
         "PYTHONHOME": sys.base_prefix,
