@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from mlcycle import podenv
 from mlcycle.api.base import API_VERSION
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
 
@@ -45,11 +46,6 @@ def owner_reference(name: str, uid: str) -> dict:
             "blockOwnerDeletion": True}
 
 
-def _secret_env(env_name: str, secret: str, key: str, optional: bool = False) -> dict:
-    ref = {"name": secret, "key": key} | ({"optional": True} if optional else {})
-    return {"name": env_name, "valueFrom": {"secretKeyRef": ref}}
-
-
 def output_uri(spec: TrainingJobSpec, uid: str) -> str:
     """Where this run writes: a prefix of its own under spec.output.uri, so that re-creating a job of the
     same name never overwrites the artifact an earlier ModelVersion points to."""
@@ -65,11 +61,7 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
         {"name": "MLCYCLE_DATASET_FORMAT", "value": spec.dataset.format},
         {"name": "MLCYCLE_OUTPUT_URI", "value": output_uri(spec, uid)},
         {"name": "MLCYCLE_TERMINATION_LOG", "value": TERMINATION_LOG},
-        _secret_env("MLCYCLE_S3_ENDPOINT", secret, "endpoint"),
-        _secret_env("AWS_ACCESS_KEY_ID", secret, "accessKey"),
-        _secret_env("AWS_SECRET_ACCESS_KEY", secret, "secretKey"),
-        _secret_env("MLCYCLE_S3_SECURE", secret, "secure", optional=True),
-        _secret_env("AWS_REGION", secret, "region", optional=True),
+        *podenv.storage_env(secret),
     ]
     if spec.dataset.digest:
         env.append({"name": "MLCYCLE_DATASET_DIGEST", "value": spec.dataset.digest})
