@@ -6,16 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 
-from mlcycle import podenv
+from mlcycle import podenv, podspec
 from mlcycle.api.base import API_VERSION
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
 
 LABEL = "mlcycle.io/trainingjob"
 RENDEZVOUS_PORT = 29500
 TERMINATION_LOG = "/dev/termination-log"
-GPU_RESOURCE = "nvidia.com/gpu"
-GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
-GPU_TOLERATION = {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 # torchrun reads these; the operator sets them, so user env must not.
 RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
@@ -79,24 +76,13 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
     return env + [e.to_api() for e in spec.env or []]
 
 
-def _resources(spec: TrainingJobSpec) -> dict:
-    limits = {}
-    if spec.resources.cpu is not None:
-        limits["cpu"] = str(spec.resources.cpu)
-    if spec.resources.memory is not None:
-        limits["memory"] = str(spec.resources.memory)
-    if spec.resources.gpus:
-        limits[GPU_RESOURCE] = str(spec.resources.gpus)
-    return {"limits": limits, "requests": dict(limits)} if limits else {}
-
-
 def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict:
     container = {
         "name": "trainer",
         "image": spec.image,
         "command": spec.command or ["mlcycle", "train"],
         "env": trainer_env(name, namespace, uid, spec),
-        "resources": _resources(spec),
+        "resources": podspec.container_resources(spec.resources),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -104,15 +90,8 @@ def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dic
         container["args"] = spec.args
     if spec.workers > 1:
         container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
-    pod: dict = {"restartPolicy": "Never", "containers": [container]}
-    node_selector = dict(spec.node_selector or {})
-    if spec.gpu_type:
-        node_selector[GPU_PRODUCT_LABEL] = spec.gpu_type
-    if node_selector:
-        pod["nodeSelector"] = node_selector
-    tolerations = ([GPU_TOLERATION] if spec.resources.gpus else []) + [t.to_api() for t in spec.tolerations or []]
-    if tolerations:
-        pod["tolerations"] = tolerations
+    pod: dict = {"restartPolicy": "Never", "containers": [container],
+                 **podspec.placement(spec.resources, spec.gpu_type, spec.node_selector, spec.tolerations)}
     if spec.workers > 1:
         pod["subdomain"] = child_name(name)
     if spec.service_account_name:

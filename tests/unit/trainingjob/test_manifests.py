@@ -1,6 +1,7 @@
 import json
 
 from factories import trainingjob_spec as spec
+from mlcycle import podspec
 from mlcycle.trainingjob import manifests
 
 
@@ -43,7 +44,7 @@ def test_gpus_become_limits_toleration_and_node_selection():
     pod = manifests.desired_job("g", "ns", "u", s)["spec"]["template"]["spec"]
     limits = pod["containers"][0]["resources"]["limits"]
     assert limits == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "4"}
-    assert manifests.GPU_TOLERATION in pod["tolerations"]
+    assert podspec.GPU_TOLERATION in pod["tolerations"]
     assert pod["nodeSelector"] == {"pool": "train", "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
 
 
