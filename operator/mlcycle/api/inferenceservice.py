@@ -50,6 +50,14 @@ SCALE = {
 }
 
 DEFAULT_RUNTIME_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
+# Labels of the serving pods: which InferenceService, and which ModelVersion they serve. The Service and
+# status.selector select on both, so only the pods of the version receiving traffic are selected.
+ISVC_LABEL = "mlcycle.io/inferenceservice"
+MODEL_VERSION_LABEL = "mlcycle.io/model-version"
+# The full InferenceService name on its pods (a label value is cut to 63 characters).
+ISVC_ANNOTATION = "mlcycle.io/inferenceservice"
+# Triton's ports in every serving pod, as the Triton image uses them.
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 
 
 class ModelRef(ApiModel):
@@ -255,7 +263,10 @@ class InferenceServiceStatus(ApiModel):
 
     phase: Literal["Pending", "Loading", "Ready", "Failed"] | None = Field(
         None,
-        description="Pending: waiting for a Ready ModelVersion; Loading: starting; Ready: serving; Failed.",
+        description=(
+            "Pending: waiting for a Ready ModelVersion; Loading: the first version is starting; Ready: serving "
+            "(a newer version may be rolling out next to it); Failed: nothing can serve (see message)."
+        ),
     )
     conditions: Conditions | None = Field(
         None, description="Ready, ModelLoaded, CanaryReady, DriftDetected, RetrainTriggered."
@@ -267,6 +278,10 @@ class InferenceServiceStatus(ApiModel):
     ready_replicas: int | None = Field(None, ge=0, description="Replicas ready to serve.")
     selector: str | None = Field(None, description="Label selector of the replicas' pods (for autoscalers).")
     served_model_version: ShortString | None = Field(None, description="ModelVersion receiving main traffic.")
+    previous_model_version: ShortString | None = Field(
+        None, description="The version served before the last switch; its pods drain, then go."
+    )
+    last_switch_time: datetime | None = Field(None, description="When traffic last moved to another version.")
     canary_model_version: ShortString | None = Field(None, description="ModelVersion receiving canary traffic.")
     traffic: list[Traffic] | None = Field(None, description="Actual traffic split.")
     drift: DriftStatus | None = Field(None, description="Last drift check.")

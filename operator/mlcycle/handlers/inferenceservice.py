@@ -1,0 +1,114 @@
+"""kopf entry points for InferenceService. Every event of an InferenceService, of its Deployments and pods,
+and of a version of the model it serves leads to one `reconcile(namespace, name)`: read what is, let
+`inferenceservice.status.plan` decide, apply it, write status when it changed."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, datetime
+
+import kopf
+
+from mlcycle import kube, metrics
+from mlcycle.api.base import API_VERSION, GROUP, VERSION
+from mlcycle.api.inferenceservice import ISVC_ANNOTATION, ISVC_LABEL, KIND, PLURAL
+from mlcycle.coalesce import Coalescer
+from mlcycle.conditions import condition, merge_conditions
+from mlcycle.images import mlcycle_image
+from mlcycle.inferenceservice.deployment import bounded
+from mlcycle.inferenceservice.hpa import hpa_name
+from mlcycle.inferenceservice.status import plan
+from mlcycle.trainingjob.registration import MODEL_LABEL
+
+log = logging.getLogger(__name__)
+# How long the pods of the version served before a switch keep serving connections opened before it.
+DRAIN_SECONDS = float(os.environ.get("MLCYCLE_SERVING_DRAIN_SECONDS", "10"))
+RETRY_SECONDS = 15.0
+
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def isvc_by_model(namespace, name, spec, **_):
+    """(namespace, model) → the InferenceServices that serve a version of it, so a ModelVersion event
+    reaches them without listing every InferenceService."""
+    refs = [spec.get("model") or {}, (spec.get("canary") or {}).get("model") or {}]
+    return {(namespace, ref["name"]): name for ref in refs if ref.get("name")}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_inferenceservice_event(type, namespace, name, **_):
+    if type == "DELETED":
+        _reconcile.forget(namespace, name)
+    else:
+        _reconcile(namespace, name)
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={ISVC_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={ISVC_LABEL: kopf.PRESENT})
+def on_child_event(namespace, annotations, **_):
+    if annotations.get(ISVC_ANNOTATION):
+        _reconcile(namespace, annotations[ISVC_ANNOTATION])
+
+
+@kopf.on.event(GROUP, VERSION, "modelversions")
+def on_modelversion_event(namespace, spec, isvc_by_model: kopf.Index, **_):
+    """A version became Ready, took or lost an alias: the services of its model re-resolve."""
+    for name in sorted(set(isvc_by_model.get((namespace, spec.get("modelName")), []))):
+        _reconcile(namespace, name)
+
+
+def reconcile(namespace: str, name: str) -> None:
+    try:
+        with metrics.reconciling(KIND):
+            _reconcile_once(namespace, name)
+    except Exception as e:
+        # Visible and retried: the cause goes into status (when the object can still be written) and the
+        # reconcile runs again later.
+        log.exception("InferenceService %s/%s: reconcile failed", namespace, name)
+        _record_failure(namespace, name, e)
+        _reconcile.later(namespace, name, RETRY_SECONDS)
+
+
+_reconcile = Coalescer(reconcile, KIND)
+
+
+def _reconcile_once(namespace: str, name: str) -> None:
+    isvc = kube.get(API_VERSION, KIND, namespace, name)
+    if isvc is None or isvc["metadata"].get("deletionTimestamp"):
+        return
+    uid, spec = isvc["metadata"]["uid"], isvc.get("spec") or {}
+    model = (spec.get("model") or {}).get("name")
+    versions = kube.list_(API_VERSION, "ModelVersion", namespace, f"{MODEL_LABEL}={model}") if model else []
+    selector = f"{ISVC_LABEL}={bounded(name)}"
+    deployments = [d for d in kube.list_("apps/v1", "Deployment", namespace, selector)
+                   if any(o.get("uid") == uid for o in d["metadata"].get("ownerReferences") or [])]
+    pods = [p for p in kube.list_("v1", "Pod", namespace, selector)
+            if (p["metadata"].get("annotations") or {}).get(ISVC_ANNOTATION) == name]
+    hpa = None if spec.get("autoscaling") else kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace,
+                                                         hpa_name(name))
+    result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), datetime.now(UTC), DRAIN_SECONDS)
+    for obj in result.apply:
+        kube.apply(obj)
+    for api_version, kind, child in result.delete:
+        kube.delete(api_version, kind, namespace, child)
+    old = isvc.get("status") or {}
+    if kube.status_changed(old, result.status):
+        kube.patch_status(API_VERSION, KIND, namespace, name, result.status)
+        for type_, reason, message in result.events:
+            kube.post_event(isvc, type_, reason, message)
+    if result.requeue_after is not None:
+        _reconcile.later(namespace, name, result.requeue_after)
+
+
+def _record_failure(namespace: str, name: str, error: Exception) -> None:
+    try:
+        isvc = kube.get(API_VERSION, KIND, namespace, name)
+        if isvc is None:
+            return
+        old = isvc.get("status") or {}
+        message = f"reconcile failed, retrying in {RETRY_SECONDS:.0f}s: {type(error).__name__}: {error}"[:1000]
+        conds = [condition("Reconciling", True, "ReconcileError", message, isvc["metadata"].get("generation"))]
+        kube.patch_status(API_VERSION, KIND, namespace, name,
+                          {"message": message, "conditions": merge_conditions(old.get("conditions"), conds)})
+    except Exception:  # the API itself is failing: the retry is all that is left
+        log.warning("InferenceService %s/%s: could not record the failure in status", namespace, name)

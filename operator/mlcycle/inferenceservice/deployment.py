@@ -1,0 +1,161 @@
+"""The Deployment that serves one ModelVersion for an InferenceService: `<isvc>-<modelversion>`.
+
+One Deployment per served version, so a new version (or a canary) is a second Deployment next to the one
+serving, never an in-place restart of it. Each pod: an init container (`mlcycle fetch-model`) that fetches
+the artifact, re-checks its digest and lays out the model repository on an emptyDir; then Triton, loading
+exactly that model, ready only when the model is (readiness on /v2/models/<model>/ready, not a TCP port).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from mlcycle import podenv, podspec
+from mlcycle.api.base import API_VERSION
+from mlcycle.api.inferenceservice import (
+    GRPC_PORT,
+    HTTP_PORT,
+    ISVC_ANNOTATION,
+    ISVC_LABEL,
+    KIND,
+    METRICS_PORT,
+    MODEL_VERSION_LABEL,
+    InferenceServiceSpec,
+)
+from mlcycle.api.modelversion import Signature
+from mlcycle.inferenceservice.tritonconfig import ModelLayout
+
+MODEL_REPOSITORY = "/models"
+TERMINATION_LOG = "/dev/termination-log"
+# Startup: a big model may take minutes to fetch and load; 5 s × 360 = 30 minutes before Kubernetes gives up.
+STARTUP_PERIOD, STARTUP_FAILURES = 5, 360
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """What serving needs to know of a Ready ModelVersion."""
+
+    name: str
+    model_name: str
+    artifact_uri: str
+    artifact_format: str
+    digest: str  # the digest the registry verified (status.verifiedDigest)
+    signature: Signature | None
+
+    @classmethod
+    def from_model_version(cls, mv: dict) -> ServedVersion:
+        spec = mv["spec"]
+        return cls(mv["metadata"]["name"], spec["modelName"], spec["artifact"]["uri"], spec["artifact"]["format"],
+                   (mv.get("status") or {}).get("verifiedDigest") or spec["artifact"].get("digest") or "",
+                   Signature.model_validate(spec["signature"]) if spec.get("signature") else None)
+
+
+def bounded(name: str, limit: int = 63) -> str:
+    """`name`, or when longer than `limit` its head and a short stable hash, as Kubernetes' controllers do."""
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 6].rstrip('-.')}-{hashlib.sha256(name.encode()).hexdigest()[:5]}"
+
+
+def deployment_name(isvc: str, version: str) -> str:
+    return bounded(f"{isvc}-{version}")
+
+
+def selector(isvc: str, version: str) -> dict[str, str]:
+    """Labels that select the pods serving `version` for `isvc`."""
+    return {ISVC_LABEL: bounded(isvc), MODEL_VERSION_LABEL: bounded(version)}
+
+
+def selector_string(isvc: str, version: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(isvc, version).items())
+
+
+def owner_reference(name: str, uid: str) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def _http_probe(path: str, **settings) -> dict:
+    return {"httpGet": {"path": path, "port": HTTP_PORT}, **settings}
+
+
+def fetch_container(version: ServedVersion, layout: ModelLayout, secret: str, image: str) -> dict:
+    return {
+        "name": "fetch-model",
+        "image": image,
+        "command": ["mlcycle", "fetch-model"],
+        "env": [
+            {"name": "MLCYCLE_ARTIFACT_URI", "value": version.artifact_uri},
+            {"name": "MLCYCLE_ARTIFACT_DIGEST", "value": version.digest},
+            {"name": "MLCYCLE_ARTIFACT_FILE", "value": layout.artifact_file},
+            {"name": "MLCYCLE_MODEL_NAME", "value": version.model_name},
+            {"name": "MLCYCLE_MODEL_REPOSITORY", "value": MODEL_REPOSITORY},
+            {"name": "MLCYCLE_TRITON_BACKEND", "value": layout.backend},
+            {"name": "MLCYCLE_TRITON_CONFIG", "value": layout.config},
+            {"name": "MLCYCLE_TERMINATION_LOG", "value": TERMINATION_LOG},
+            *podenv.storage_env(secret),
+        ],
+        "volumeMounts": [{"name": "model-repository", "mountPath": MODEL_REPOSITORY}],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def triton_container(spec: InferenceServiceSpec, model: str) -> dict:
+    return {
+        "name": "triton",
+        "image": spec.runtime.image,
+        "command": ["tritonserver"],
+        "args": [
+            f"--model-repository={MODEL_REPOSITORY}",
+            "--model-control-mode=explicit",
+            f"--load-model={model}",
+            "--disable-auto-complete-config",
+            f"--http-port={HTTP_PORT}",
+            f"--grpc-port={GRPC_PORT}",
+            f"--metrics-port={METRICS_PORT}",
+            "--allow-metrics=true",
+        ],
+        "ports": [{"name": "http", "containerPort": HTTP_PORT}, {"name": "grpc", "containerPort": GRPC_PORT},
+                  {"name": "metrics", "containerPort": METRICS_PORT}],
+        # Ready means the model answers, not that a port is open (the complaint about KServe's raw mode).
+        "readinessProbe": _http_probe(f"/v2/models/{model}/ready", periodSeconds=2, failureThreshold=2),
+        "startupProbe": _http_probe(f"/v2/models/{model}/ready", periodSeconds=STARTUP_PERIOD,
+                                    failureThreshold=STARTUP_FAILURES),
+        "livenessProbe": _http_probe("/v2/health/live", periodSeconds=10, failureThreshold=3),
+        "resources": podspec.container_resources(spec.resources),
+        "volumeMounts": [{"name": "model-repository", "mountPath": MODEL_REPOSITORY}],
+        # Triton's last log lines say why a model failed to load; they become the status message.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def desired_deployment(isvc: str, namespace: str, uid: str, spec: InferenceServiceSpec, version: ServedVersion,
+                       layout: ModelLayout, replicas: int, image: str) -> dict:
+    """The Deployment serving `version`; `replicas` is decided by the caller (spec, HPA or a rollout)."""
+    labels = {**selector(isvc, version.name), "app.kubernetes.io/managed-by": "mlcycle",
+              "app.kubernetes.io/component": "predictor"}
+    pod = {
+        "initContainers": [fetch_container(version, layout, spec.storage.secret_ref.name, image)],
+        "containers": [triton_container(spec, version.model_name)],
+        "volumes": [{"name": "model-repository", "emptyDir": {}}],
+        # Model code is the user's: it gets no token for the Kubernetes API.
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 30,
+        **podspec.placement(spec.resources, spec.gpu_type, spec.node_selector, spec.tolerations),
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": deployment_name(isvc, version.name), "namespace": namespace, "labels": labels,
+                     "annotations": {ISVC_ANNOTATION: isvc},
+                     "ownerReferences": [owner_reference(isvc, uid)]},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(isvc, version.name)},
+            # A changed template (resources, runtime) rolls without dropping below the replicas asked for.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 2,
+            "template": {"metadata": {"labels": labels, "annotations": {ISVC_ANNOTATION: isvc}}, "spec": pod},
+        },
+    }
