@@ -184,7 +184,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
 
     served_deployment = by_deployment.get(dep.deployment_name(name, served)) if served else None
     ready = _ready_replicas(served_deployment)
-    if served and problem is None and not ready:
+    if served and problem is None and ready < replicas:
         served_pods = [p for p in pods if (p["metadata"].get("labels") or {}).get(MODEL_VERSION_LABEL)
                        == dep.bounded(served)]
         problem = next(filter(None, map(pod_problem, served_pods)), None)
@@ -202,10 +202,10 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
         phase, reason = "Ready", "Serving"
         message = f"serving {served} ({ready}/{replicas} replicas ready)"
         if target and target != served:
-            message += f"; rolling out {target}" + (f": {problem[0]}: {problem[1]}" if problem else "")
-        elif waiting_for:
+            message += f"; rolling out {target}"
+        if waiting_for:
             message += f"; {waiting_for.message}"
-        elif problem:
+        if problem:
             message += f"; {problem[0]}: {problem[1]}"
         in_progress = target != served or ready < replicas or bool(draining)
     elif served and replicas == 0:

@@ -7,6 +7,7 @@ the local pod runtime registers a node of its own that kwok leaves alone.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -143,3 +144,19 @@ def _wait(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.5)
+
+
+def service_backend(cluster: Cluster, service: str, namespace: str) -> str | None:
+    """The pod address a Service's name resolves to on the local runtime: its first ready selected pod, by
+    name (the control plane publishes no EndpointSlices for the runtime's loopback pod addresses)."""
+    svc = json.loads(cluster.kubectl_run("get", "service", service, "-n", namespace, "-o", "json",
+                                         check=False).stdout or "{}")
+    selector = (svc.get("spec") or {}).get("selector")
+    if not selector:
+        return None
+    pods = json.loads(cluster.kubectl_run("get", "pods", "-n", namespace, "-o", "json", "-l",
+                                          ",".join(f"{k}={v}" for k, v in selector.items())).stdout)["items"]
+    return next((p["status"]["podIP"] for p in sorted(pods, key=lambda p: p["metadata"]["name"])
+                 if not p["metadata"].get("deletionTimestamp") and any(
+                     c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])),
+                None)

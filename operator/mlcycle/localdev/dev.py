@@ -1,6 +1,7 @@
 """`mlcycle dev`: the whole loop on this machine. Brings up the local cluster, MinIO, the local pod runtime
 and the operator, installs the CRDs, uploads a sample dataset and applies a sample TrainingJob, then
-shows it train for real and end in a registered ModelVersion."""
+shows it train for real, end in a registered ModelVersion that takes the alias production, and be served by
+an InferenceService on the real tritonserver, with one prediction made through tritonclient."""
 
 from __future__ import annotations
 
@@ -75,6 +76,41 @@ def wait_model_version(cluster, name: str, timeout: float) -> dict:
         time.sleep(1)
 
 
+def serve(cluster: cluster_mod.Cluster, timeout: float) -> dict:
+    """Serve the model's production version; print the InferenceService's phase changes until it is Ready."""
+    isvc = sample.inference_service("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL,
+                                    tolerations=[RUNTIME_TOLERATION])
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(isvc))
+    seen, deadline = None, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _get(cluster, "inferenceservice", "iris", "-n", NAMESPACE).get("status") or {}
+        shown = (status.get("phase"), status.get("servedModelVersion"), status.get("message"))
+        if shown != seen:
+            seen = shown
+            print(f"[dev] InferenceService iris: {shown[0]} serving={shown[1]} — {shown[2]}", flush=True)
+        rolling = "rolling out" in (status.get("message") or "")
+        if status.get("phase") == "Ready" and not rolling or status.get("phase") == "Failed":
+            return status
+        time.sleep(1)
+    raise TimeoutError(f"InferenceService iris was not Ready in {timeout:.0f}s")
+
+
+def predict(cluster: cluster_mod.Cluster, rows: list[list[float]]) -> None:
+    """One request through tritonclient to the pod the Service resolves to."""
+    import numpy as np
+    import tritonclient.http as httpclient
+
+    address = cluster_mod.service_backend(cluster, "iris", NAMESPACE)
+    client = httpclient.InferenceServerClient(f"{address}:8000")
+    batch = np.array(rows, dtype=np.float32)
+    request = httpclient.InferInput("INPUT__0", list(batch.shape), "FP32")
+    request.set_data_from_numpy(batch)
+    probabilities = client.infer("iris", [request]).as_numpy("OUTPUT__0")
+    for row, p in zip(rows, probabilities, strict=True):
+        label = sample.CLASSES[int(p.argmax())]
+        print(f"[dev] predict {row} -> {label} ({', '.join(f'{v:.3f}' for v in p)})", flush=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mlcycle dev", description=__doc__)
     parser.add_argument("--once", action="store_true", help="exit when the sample pipeline has finished")
@@ -94,6 +130,7 @@ def main(argv: list[str]) -> int:
                                        server.secret_key)
         tj = sample.training_job("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL)
         tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+        tj["spec"]["registerModel"]["aliases"] = ["production"]  # the InferenceService follows this alias
         cluster.kubectl_run("create", "namespace", NAMESPACE, check=False)
         # A fresh run each time: the new job trains again and registers the next version of the model.
         cluster.kubectl_run("delete", "trainingjob", "iris", "-n", NAMESPACE, "--ignore-not-found", "--wait=true")
@@ -106,6 +143,12 @@ def main(argv: list[str]) -> int:
             st = mv.get("status") or {}
             print(f"[dev] ModelVersion {ref['name']}: {st.get('phase')} digest={st.get('verifiedDigest')} "
                   f"metrics={mv['spec'].get('metrics')}", flush=True)
+            if st.get("phase") == "Ready":
+                served = serve(cluster, 300)
+                print(f"[dev] serving {served.get('servedModelVersion')} at {served.get('url')} "
+                      f"(gRPC {served.get('grpcUrl')})", flush=True)
+                if served.get("phase") == "Ready":
+                    predict(cluster, sample.first_rows(sample.iris_like_csv()))
         print(cluster.kubectl_run("get", "mlcycle", "-A").stdout, flush=True)
         kubectl = f"{cluster.kubectl} --kubeconfig {cluster.kubeconfig}"
         print(f"[dev] try: {kubectl} get mlcycle -A", flush=True)

@@ -50,3 +50,23 @@ def training_job(name: str, namespace: str, secret: str, *, workers: int = 1, ep
         spec["nodeSelector"] = node_selector
     return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "TrainingJob",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def inference_service(name: str, namespace: str, secret: str, *, model: str = "iris", alias: str = "production",
+                      node_selector: dict | None = None, tolerations: list | None = None) -> dict:
+    """Serves whichever version of `model` holds `alias`, on Triton's python backend (the backend the local
+    stack's tritonserver has)."""
+    spec = {"model": {"name": model, "alias": alias}, "runtime": {"backend": "python"},
+            "resources": {"cpu": "500m", "memory": "2Gi"}, "storage": {"secretRef": {"name": secret}}}
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    if tolerations:
+        spec["tolerations"] = tolerations
+    return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+def first_rows(csv: bytes, n: int = 3) -> list[list[float]]:
+    """The first `n` feature rows of a CSV made by iris_like_csv."""
+    lines = csv.decode().splitlines()[1:n + 1]
+    return [[float(v) for v in line.split(",")[:len(FEATURES)]] for line in lines]
