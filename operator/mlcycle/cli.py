@@ -10,12 +10,12 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mlcycle.operator_main", "run the operator against the current kubeconfig"),
     "train": ("mlcycle.workloads.trainer", "the built-in PyTorch trainer (runs inside training pods)"),
-    "agent": ("mlcycle.workloads.agent", "the serving sidecar: v2 REST proxy to Triton, payload log, canary split"),
     "crds": ("mlcycle.api.crdgen", "write crds/*.yaml from the pydantic API models"),
     "runtime": ("mlcycle.localdev.runtime", "local pod runtime: runs pods bound to its node as processes"),
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),
     "dev": ("mlcycle.localdev.dev", "bring up the local stack, the operator and the sample pipeline"),
     "lineage": ("mlcycle.lineage", "print dataset → training job → model version → inference services"),
+    "agent": ("mlcycle.workloads.agent", "the serving sidecar: v2 REST proxy to Triton, payload log, canary split"),
 }
 
 

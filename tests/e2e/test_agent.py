@@ -20,12 +20,12 @@ import pytest
 import requests
 import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import wait_for
 
 from mlcycle.clients import s3
 from mlcycle.localdev import minio as minio_mod
 from mlcycle.localdev.net import free_port
 from mlcycle.localdev.processes import AgentProcess, start_agent
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
