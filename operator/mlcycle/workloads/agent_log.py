@@ -94,64 +94,64 @@ def output_column(name: str) -> str:
     return name.lower()
 
 
-def _list_column(entries: Sequence[Entry], name: str) -> pa.Array:
+def _list_column(entries: Sequence[Entry], name: str, counts: np.ndarray) -> pa.Array:
     """One list per row: the row's values of output `name`, null where the model gave none."""
-    values, offsets, valid = [], [np.zeros(1, np.int64)], []
-    end = 0
-    for e in entries:
-        arr = e.outputs.get(name)
-        width = 0 if arr is None else arr.shape[1]
-        if arr is not None:
-            values.append(arr.ravel())
-        offsets.append(end + width * np.arange(1, e.rows + 1, dtype=np.int64))
-        valid.append(np.full(e.rows, arr is not None))
-        end += width * e.rows
-    flat = np.concatenate(values) if values else np.zeros(0, np.float32)
-    return pa.ListArray.from_arrays(pa.array(np.concatenate(offsets), pa.int32()), pa.array(flat),
-                                    mask=pa.array(~np.concatenate(valid)))
+    arrays = [e.outputs.get(name) for e in entries]
+    widths = np.repeat([0 if a is None else a.shape[1] for a in arrays], counts)
+    offsets = np.concatenate([[0], np.cumsum(widths)]).astype(np.int32)
+    present = [a.ravel() for a in arrays if a is not None]
+    flat = np.concatenate(present) if present else np.zeros(0, np.float32)
+    missing = np.repeat([a is None for a in arrays], counts)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat), mask=pa.array(missing))
 
 
 def log_table(entries: Sequence[Entry], feature_names: Sequence[str]) -> pa.Table:
     """The entries (all with the same number of input columns) as one Arrow table, one row per input row."""
-    counts = [e.rows for e in entries]
+    counts = np.array([e.rows for e in entries])
     features = np.concatenate([e.features for e in entries])
+    # Each row's index within its request: its position, less where its entry starts, plus the entry's offset.
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    row = np.arange(len(features)) - np.repeat(starts - [e.first_row for e in entries], counts)
+
+    def repeated(values: list, type_: pa.DataType) -> pa.Array:
+        return pa.array(np.repeat(np.array(values, dtype=object if type_ == pa.string() else None), counts), type_)
+
     columns: dict[str, pa.Array] = {
         name: pa.array(features[:, i]) for i, name in enumerate(feature_columns(feature_names, features.shape[1]))
     }
     columns |= {
-        "request_id": pa.array(np.repeat(np.array([e.request_id for e in entries], dtype=object), counts),
-                               pa.string()),
-        "row": pa.array(np.concatenate([np.arange(e.first_row, e.first_row + e.rows) for e in entries]),
-                        pa.int32()),
-        "timestamp": pa.array(np.repeat([e.timestamp_us for e in entries], counts),
-                              pa.timestamp("us", tz="UTC")),
-        "model_version": pa.array(np.repeat(np.array([e.model_version for e in entries], dtype=object), counts),
-                                  pa.string()),
-        "latency_ms": pa.array(np.repeat([e.latency_ms for e in entries], counts), pa.float64()),
-        "status": pa.array(np.repeat([e.status for e in entries], counts), pa.int16()),
+        "request_id": repeated([e.request_id for e in entries], pa.string()),
+        "row": pa.array(row, pa.int32()),
+        "timestamp": repeated([e.timestamp_us for e in entries], pa.timestamp("us", tz="UTC")),
+        "model_version": repeated([e.model_version for e in entries], pa.string()),
+        "latency_ms": repeated([e.latency_ms for e in entries], pa.float64()),
+        "status": repeated([e.status for e in entries], pa.int16()),
     }
     for name in sorted({o for e in entries for o in e.outputs}):
         column = output_column(name)
-        columns[column if column not in columns else f"{column}_output"] = _list_column(entries, name)
+        columns[column if column not in columns else f"{column}_output"] = _list_column(entries, name, counts)
     return pa.table(columns)
+
+
+_HOUR_US = 3_600_000_000
 
 
 def hour_path(timestamp_us: int) -> str:
     """`YYYY-MM-DD/HH` of a timestamp, in UTC."""
-    return datetime.fromtimestamp(timestamp_us / 1e6, UTC).strftime("%Y-%m-%d/%H")
+    return datetime.fromtimestamp(timestamp_us // _HOUR_US * 3600, UTC).strftime("%Y-%m-%d/%H")
 
 
 def log_objects(entries: Sequence[Entry], prefix: str, feature_names: Sequence[str]) -> list[tuple[str, pa.Table]]:
     """(object key, table) for a batch: one object per hour of arrival and per input width, each keyed
     `<prefix>/<YYYY-MM-DD>/<HH>/<first arrival>-<random>.parquet` so that names sort by time."""
-    groups: dict[tuple[str, int], list[Entry]] = {}
+    groups: dict[tuple[int, int], list[Entry]] = {}
     for e in entries:
-        groups.setdefault((hour_path(e.timestamp_us), e.features.shape[1]), []).append(e)
+        groups.setdefault((e.timestamp_us // _HOUR_US, e.features.shape[1]), []).append(e)
     objects = []
     for (hour, _), group in sorted(groups.items()):
         first = datetime.fromtimestamp(min(e.timestamp_us for e in group) / 1e6, UTC)
         batch_id = f"{first:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:12]}"
-        key = "/".join(p for p in (prefix.strip("/"), hour, f"{batch_id}.parquet") if p)
+        key = "/".join(p for p in (prefix.strip("/"), hour_path(hour * _HOUR_US), f"{batch_id}.parquet") if p)
         objects.append((key, log_table(group, feature_names)))
     return objects
 
@@ -175,6 +175,7 @@ class RecordBuffer:
         self._queue: deque[tuple[float, Entry]] = deque()  # (when queued, entry), oldest first
         self._queued = 0
         self._in_flight = 0
+        self._batch_rows = 1  # the batch size the writer waits for (set by wait_ready)
         self._changed = threading.Condition()
 
     @property
@@ -202,7 +203,10 @@ class RecordBuffer:
                     cut = excess
                 self._queued -= cut
                 dropped += cut
-            self._changed.notify()
+            # Wake the writer only when it has something new to act on: a first row (to time its age) or
+            # a full batch. Waking it on every put would cost a thread switch per request.
+            if len(self._queue) == 1 or self._queued >= self._batch_rows:
+                self._changed.notify()
             return dropped
 
     def wait_ready(self, batch_rows: int, max_age: float, timeout: float) -> bool:
@@ -213,6 +217,7 @@ class RecordBuffer:
                                           self._clock() - self._queue[0][0] >= max_age)
 
         with self._changed:
+            self._batch_rows = batch_rows
             if not ready() and self._queue:
                 # Wake in time for the oldest row's deadline, not only on the next put.
                 timeout = min(timeout, max(0.0, max_age - (self._clock() - self._queue[0][0])))
