@@ -11,7 +11,7 @@ keep-alive connections, and on inference requests (`POST /v2/models/<m>[/version
 - answers with `x-mlcycle-model-version` (the ModelVersion that answered) and `x-request-id` (the
   request's v2 `id` field if given, else its `x-request-id` header, else a generated one);
 - logs a sample of the requests as Parquet rows to object storage, off the request path (agent_log.py;
-  the schema is in docs/payload-logs.md);
+  the schema is in docs/serving-agent.md);
 - counts them in `mlcycle_agent_requests_total{model_version,code}` and
   `mlcycle_agent_request_duration_seconds{model_version}`.
 Other paths are proxied unchanged, without logging, splitting or counting. gRPC does not go through the
@@ -262,7 +262,7 @@ class Agent:
             outputs = agent_v2.decode(answer, answer_headers.get(agent_v2.HEADER_LENGTH), "outputs") \
                 if status == 200 else {}
         except agent_v2.PayloadError as e:
-            self.metrics.log_unlogged.inc()
+            self.metrics.log_undecodable.inc()
             log.debug("request %s not logged: %s", rid, e)
             return
         entry = make_entry(rid, arrived_us, self.config.model_version, latency * 1000, status, features, outputs)

@@ -3,7 +3,7 @@
 One request becomes one `Entry` (its input rows, outputs and metadata). Entries wait in a `RecordBuffer`
 bounded in rows: when full, the oldest queued rows are dropped and counted, never the request. A
 `LogWriter` thread takes batches from it, turns each into one Parquet object per hour
-(`<prefix>/<YYYY-MM-DD>/<HH>/<batch-id>.parquet`, schema in docs/payload-logs.md) and writes it, retrying
+(`<prefix>/<YYYY-MM-DD>/<HH>/<batch-id>.parquet`, schema in docs/serving-agent.md) and writes it, retrying
 a failing or slow store with capped exponential backoff. The object key is fixed before the first
 attempt, so a retry after a write that did land overwrites it: at-least-once, without duplicates.
 """

@@ -37,7 +37,7 @@ class AgentMetrics:
         self.log_write_failures = Counter("mlcycle_agent_log_write_failures",
                                           "Failed attempts to write a payload log object (each is retried)",
                                           registry=r)
-        self.log_unlogged = Counter("mlcycle_agent_log_undecodable",
+        self.log_undecodable = Counter("mlcycle_agent_log_undecodable",
                                     "Sampled requests that were served but could not be decoded for the log",
                                     registry=r)
         self.log_queue_depth = Gauge("mlcycle_agent_log_queue_depth",
