@@ -299,6 +299,30 @@ def test_minio_outage_loses_nothing_within_the_bound_and_counts_every_drop(stabl
     assert all((rid, r) in logged for rid in order[:10] + order[710:] for r in range(rows_per_request))
 
 
+def test_a_hung_minio_does_not_hold_up_serving_and_its_rows_arrive_once(stable_triton, agents, own_minio):
+    """MinIO stopped with SIGSTOP: connections are accepted but never answered (a slow S3, the worse case
+    for a client). The client keeps sending until the writer's first attempt has timed out; every request
+    is served meanwhile. After SIGCONT every row arrives, none twice, although the hung write may land too."""
+    server, _, _ = own_minio
+    bucket, prefix = server.make_bucket("logs"), "ns/iris/iris-v1"
+    agent = agents(agent_env(stable_triton, "iris-v1", MLCYCLE_LOG_PREFIX=f"s3://{bucket}/{prefix}",
+                             MLCYCLE_LOG_FLUSH_SECONDS="0.2", **s3_env(server)))
+    session, sent = requests.Session(), 0
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        while metric(agent, "mlcycle_agent_log_write_failures_total") < 1:
+            response = infer_json(session, agent, np.full((1, len(FEATURES)), sent, np.float32))
+            assert response.status_code == 200
+            sent += 1
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert metric(agent, "mlcycle_agent_log_records_total") == 0
+    wait_for(lambda: metric(agent, "mlcycle_agent_log_records_total") == sent, "every row written", 120)
+    table = logged_rows(server.client(), bucket, prefix)
+    assert table.num_rows == sent
+    assert sorted(table["sepal_length"].to_pylist()) == list(range(sent))
+
+
 def test_canary_gets_its_percent_by_the_response_header(triton, stable_triton, agents, tmp_path):
     canary_triton = triton(model_repository(tmp_path / "canary-models", 3.0))
     canary = agents(agent_env(canary_triton, "iris-v2"))
