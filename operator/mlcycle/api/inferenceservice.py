@@ -143,6 +143,10 @@ class Canary(ApiModel):
     traffic_percent: int = Field(ge=0, le=100, description="Percent of requests sent to the candidate.")
 
 
+# The serving agent's ports in every serving pod (mlcycle agent): the public HTTP port, which the Service's
+# http port targets, and the admin port (/metrics, /traffic, /healthz) that the operator talks to.
+AGENT_PORT, AGENT_ADMIN_PORT = 8080, 9091
+
 # `kubectl annotate isvc/x mlcycle.io/rollout-action=promote` (or abort): a one-shot manual decision on the
 # rollout in progress, in the manner of an Argo CD resource action; the operator removes it once acted on.
 ROLLOUT_ACTION_ANNOTATION = "mlcycle.io/rollout-action"
