@@ -5,6 +5,7 @@ MinIO of its own."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -21,10 +22,15 @@ import requests
 import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlcycle.api.inferenceservice import AGENT_PORT, DEFAULT_RUNTIME_IMAGE, InferenceServiceSpec
 from mlcycle.clients import s3
+from mlcycle.images import mlcycle_image
+from mlcycle.inferenceservice.agent import agent_container
 from mlcycle.localdev import minio as minio_mod
-from mlcycle.localdev.net import free_port
+from mlcycle.localdev.net import free_port, http_ok
 from mlcycle.localdev.processes import AgentProcess, start_agent
+from mlcycle.localdev.runtime import TOLERATION
+from mlcycle.localdev.sample import storage_secret
 from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -358,3 +364,54 @@ def test_canary_gets_its_percent_by_the_response_header(triton, stable_triton, a
     assert metric(stable, "mlcycle_agent_canary_forward_failures_total", model_version="iris-v2") == 5
     bad = session.put(f"http://127.0.0.1:{stable.admin_port}/traffic", json={"canaryPercent": 5}, timeout=10)
     assert bad.status_code == 400 and "canaryUrl" in bad.json()["error"]
+
+
+def test_agent_as_the_sidecar_of_a_serving_pod_on_the_local_runtime(cluster, local_runtime, namespace, minio, bucket,
+                                                                    tmp_path):
+    """The pod the operator writes, less the init container: Triton on a model repository, and the agent
+    container exactly as `agent_container` builds it (storage from the Secret). Requests to the pod's address
+    on the agent port reach Triton through the pod's localhost, and every one is logged to MinIO."""
+    spec = InferenceServiceSpec.model_validate({
+        "model": {"name": "iris", "alias": "production"}, "storage": {"secretRef": {"name": "s3"}},
+        "logging": {"destination": f"s3://{bucket}/logs"}})
+    repository = model_repository(tmp_path / "models", 2.0)
+    pod = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "iris-iris-v3", "namespace": namespace},
+        "spec": {
+            "nodeName": local_runtime.node, "tolerations": [TOLERATION], "terminationGracePeriodSeconds": 30,
+            "volumes": [{"name": "models", "hostPath": {"path": str(repository)}}],
+            "containers": [
+                {"name": "triton", "image": DEFAULT_RUNTIME_IMAGE, "command": ["tritonserver"],
+                 "args": ["--model-repository=/models", "--http-port=8000", "--grpc-port=8001",
+                          "--metrics-port=8002"],
+                 "volumeMounts": [{"name": "models", "mountPath": "/models"}]},
+                agent_container("iris", namespace, spec, "iris-v3", "scale", FEATURES, mlcycle_image(), 8000),
+            ],
+        },
+    }
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    cluster.kubectl_run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                               "items": [secret, pod]}))
+
+    def pod_ip() -> str | None:
+        out = cluster.kubectl_run("get", "-n", namespace, "pod", "iris-iris-v3", "-o", "json").stdout
+        return json.loads(out)["status"].get("podIP")
+
+    url = f"http://{wait_for(pod_ip, 'the pod address', 120)}:{AGENT_PORT}"
+    wait_for(lambda: http_ok(f"{url}/v2/models/scale/ready"), "the model, through the agent", 180)
+    session, sent = requests.Session(), {}
+    for i in range(20):
+        x = np.full((2, len(FEATURES)), i, np.float32)
+        response = session.post(f"{url}/v2/models/scale/infer", timeout=60, json={"inputs": [
+            {"name": "INPUT__0", "datatype": "FP32", "shape": [2, 4], "data": x.ravel().tolist()}]})
+        assert response.status_code == 200
+        assert response.headers["x-mlcycle-model-version"] == "iris-v3"
+        assert response.json()["outputs"][0]["data"] == (x * 2).ravel().tolist()
+        sent[response.headers["x-request-id"]] = x
+
+    prefix = f"logs/{namespace}/iris/iris-v3"
+    wait_for(lambda: logged_rows(minio.client(), bucket, prefix).num_rows == 40, "the rows in MinIO", 60)
+    logged = rows_by_request(logged_rows(minio.client(), bucket, prefix), FEATURES)
+    assert logged.keys() == sent.keys()
+    for rid, x in sent.items():
+        np.testing.assert_array_equal(logged[rid], x)
