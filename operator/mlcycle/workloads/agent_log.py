@@ -46,7 +46,7 @@ class Sampler:
         return self.rate >= 1 or (self.rate > 0 and self._random() < self.rate)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Entry:
     """The log rows of one request. `features` is [rows, columns]; each output is [rows, values] and
     present only when the model answered. `first_row` is the request row of `features[0]` (non-zero
