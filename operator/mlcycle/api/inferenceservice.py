@@ -377,7 +377,7 @@ class InferenceServiceStatus(ApiModel):
         description="Pending: waiting for a Ready ModelVersion; Loading: starting; Ready: serving; Failed.",
     )
     conditions: Conditions | None = Field(
-        None, description="Ready, ModelLoaded, CanaryReady, DriftDetected, RetrainTriggered."
+        None, description="Ready, ModelLoaded, CanaryReady, RolloutAborted, DriftDetected, RetrainTriggered."
     )
     observed_generation: int | None = Field(None, description="The generation this status describes.")
     url: str | None = Field(None, description="HTTP (KServe v2 protocol) endpoint inside the cluster.")
