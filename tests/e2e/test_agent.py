@@ -224,6 +224,20 @@ def test_sigterm_writes_the_buffer_before_exit(stable_triton, agents, minio, buc
     assert logged_rows(minio.client(), bucket, prefix).num_rows == 60
 
 
+def test_without_triton_the_agent_answers_502_and_logs_it(agents, minio, bucket):
+    prefix = "logs/ns/iris/iris-v1"
+    agent = agents({"MLCYCLE_TRITON_URL": f"http://127.0.0.1:{free_port()}", "MLCYCLE_MODEL_NAME": "scale",
+                    "MLCYCLE_MODEL_VERSION": "iris-v1", "MLCYCLE_LOG_PREFIX": f"s3://{bucket}/{prefix}",
+                    "MLCYCLE_LOG_FLUSH_SECONDS": "0.2", **s3_env(minio)})
+    response = infer_json(requests.Session(), agent, np.ones((3, len(FEATURES)), np.float32))
+    assert response.status_code == 502 and "did not answer" in response.json()["error"]
+    assert response.headers["x-mlcycle-model-version"] == "iris-v1"
+    assert metric(agent, "mlcycle_agent_requests_total", model_version="iris-v1", code="502") == 1
+    wait_for(lambda: metric(agent, "mlcycle_agent_log_records_total") == 3, "the rows written", 60)
+    table = logged_rows(minio.client(), bucket, prefix)
+    assert table["status"].to_pylist() == [502] * 3 and table["f0"].to_pylist() == [1.0] * 3
+
+
 def _port_closed(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) != 0

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 from mlcycle import podenv
 from mlcycle.api.inferenceservice import AGENT_ADMIN_PORT, AGENT_PORT, InferenceServiceSpec
 
-# How long the agent keeps writing its log buffer after SIGTERM; the pod's terminationGracePeriodSeconds
-# must exceed it (the agent needs a few seconds more to finish requests in flight).
-LOG_SHUTDOWN_SECONDS = 20
-TERMINATION_GRACE_SECONDS = LOG_SHUTDOWN_SECONDS + 10
+# How long the agent keeps writing its log buffer after SIGTERM, and the pod's terminationGracePeriodSeconds
+# that leaves it: up to 5 s for requests in flight before, up to 5 s to exit after, and a margin.
+LOG_SHUTDOWN_SECONDS = 15
+TERMINATION_GRACE_SECONDS = LOG_SHUTDOWN_SECONDS + 15
 
 
 def log_prefix(destination: str, namespace: str, isvc: str, model_version: str) -> str:

@@ -33,15 +33,16 @@ Environment (the operator's contract):
   MLCYCLE_LOG_BATCH_RECORDS     rows per Parquet object at most (1000)
   MLCYCLE_LOG_FLUSH_SECONDS     longest a row waits before its batch is written (5)
   MLCYCLE_LOG_BUFFER_RECORDS    rows buffered at most; beyond it the oldest are dropped and counted (100000)
-  MLCYCLE_LOG_SHUTDOWN_SECONDS  on SIGTERM, how long to keep trying to write what is buffered (20)
+  MLCYCLE_LOG_SHUTDOWN_SECONDS  on SIGTERM, how long to keep trying to write what is buffered (15)
   MLCYCLE_S3_ENDPOINT, AWS_ACCESS_KEY_ID, ... the object store, as podenv.storage_env writes them
 
 `PUT /traffic` takes `{"canaryUrl": str|null, "canaryPercent": int, "canaryModelVersion": str|null}` and
 changes the split at once, without a restart; `GET /traffic` returns the split in force.
 
-Shutdown: on SIGTERM the agent stops accepting, finishes the requests in flight, then writes what the
-log buffer holds, trying for MLCYCLE_LOG_SHUTDOWN_SECONDS. The operator should set the pod's
-terminationGracePeriodSeconds to at least that plus 10 s (30 s with the defaults).
+Shutdown: on SIGTERM the agent stops accepting, gives the requests in flight up to 5 s to finish, then
+writes what the log buffer holds, trying for MLCYCLE_LOG_SHUTDOWN_SECONDS, and exits at the latest 5 s
+after that. The operator should set the pod's terminationGracePeriodSeconds to at least
+MLCYCLE_LOG_SHUTDOWN_SECONDS plus 15 s (30 s with the defaults; inferenceservice.agent has the numbers).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -77,6 +79,7 @@ _BODY_HEADERS = ("Content-Type", "Content-Encoding", agent_v2.HEADER_LENGTH)
 _MAX_BODY = 256 * 1024 * 1024
 # A canary that cannot be reached must fail fast, so the request is still served locally in time.
 _CANARY_CONNECT_TIMEOUT = 2.0
+_DRAIN_SECONDS = 5.0
 
 
 class InvalidConfig(ValueError):
@@ -90,7 +93,7 @@ class LogConfig:
     batch_records: int = 1000
     flush_seconds: float = 5.0
     buffer_records: int = 100_000
-    shutdown_seconds: float = 20.0
+    shutdown_seconds: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ class AgentConfig:
                 value = kind(raw) if raw else kind(default)
             except ValueError as e:
                 raise InvalidConfig(f"{name} must be a number, not {raw!r}") from e
-            if value < low or (high is not None and value > high):
+            if not math.isfinite(value) or value < low or (high is not None and value > high):
                 raise InvalidConfig(f"{name} must be within [{low}, {high if high is not None else '∞'}], not {value}")
             return value
 
@@ -133,11 +136,11 @@ class AgentConfig:
                 raise InvalidConfig(f"MLCYCLE_LOG_PREFIX: {e}") from e
             logging_ = LogConfig(
                 prefix,
-                number("MLCYCLE_LOG_SAMPLE_RATE", 1.0, float, 0, 1),
-                number("MLCYCLE_LOG_BATCH_RECORDS", 1000, int, 1),
-                number("MLCYCLE_LOG_FLUSH_SECONDS", 5.0, float, 0.01),
-                number("MLCYCLE_LOG_BUFFER_RECORDS", 100_000, int, 1),
-                number("MLCYCLE_LOG_SHUTDOWN_SECONDS", 20.0, float, 0),
+                number("MLCYCLE_LOG_SAMPLE_RATE", LogConfig.sample_rate, float, 0, 1),
+                number("MLCYCLE_LOG_BATCH_RECORDS", LogConfig.batch_records, int, 1),
+                number("MLCYCLE_LOG_FLUSH_SECONDS", LogConfig.flush_seconds, float, 0.01),
+                number("MLCYCLE_LOG_BUFFER_RECORDS", LogConfig.buffer_records, int, 1),
+                number("MLCYCLE_LOG_SHUTDOWN_SECONDS", LogConfig.shutdown_seconds, float, 0),
             )
         try:
             traffic = Traffic.from_env(env)
@@ -241,7 +244,7 @@ class Agent:
                                                        {REQUEST_ID_HEADER: rid})
             response = web.Response(status=status, body=answer, headers=headers)
         except (aiohttp.ClientError, TimeoutError) as e:
-            status, answer, response = 502, b"", self._unreachable(e)
+            status, headers, answer, response = 502, {}, b"", self._unreachable(e)
         latency = time.perf_counter() - started
         self.metrics.requests.labels(version, str(status)).inc()
         self.metrics.request_duration.labels(version).observe(latency)
@@ -333,7 +336,9 @@ async def serve(config: AgentConfig, env: Mapping[str, str]) -> None:
     await agent.start()
     if writer:
         writer.start()
-    runners = [web.AppRunner(agent.public_app(), access_log=None), web.AppRunner(agent.admin_app(), access_log=None)]
+    # On SIGTERM, requests in flight get _DRAIN_SECONDS to finish; the log buffer is written after that.
+    runners = [web.AppRunner(app, access_log=None, shutdown_timeout=_DRAIN_SECONDS)
+               for app in (agent.public_app(), agent.admin_app())]
     for runner, port in zip(runners, (config.port, config.admin_port), strict=True):
         await runner.setup()
         await web.TCPSite(runner, config.host, port, backlog=1024).start()

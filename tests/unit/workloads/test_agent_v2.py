@@ -96,6 +96,7 @@ def test_config_from_env_defaults_and_logging():
     ({"MLCYCLE_FEATURE_NAMES": "[1]"}, "list of strings"),
     ({"MLCYCLE_LOG_PREFIX": "logs/x"}, "MLCYCLE_LOG_PREFIX"),
     ({"MLCYCLE_LOG_PREFIX": "s3://logs/x", "MLCYCLE_LOG_SAMPLE_RATE": "2"}, "MLCYCLE_LOG_SAMPLE_RATE"),
+    ({"MLCYCLE_LOG_PREFIX": "s3://logs/x", "MLCYCLE_LOG_SAMPLE_RATE": "nan"}, "MLCYCLE_LOG_SAMPLE_RATE"),
     ({"MLCYCLE_LOG_PREFIX": "s3://logs/x", "MLCYCLE_LOG_BUFFER_RECORDS": "0"}, "MLCYCLE_LOG_BUFFER_RECORDS"),
     ({"MLCYCLE_CANARY_PERCENT": "20"}, "canaryUrl"),
     ({"MLCYCLE_AGENT_PORT": "http"}, "MLCYCLE_AGENT_PORT"),
