@@ -343,12 +343,14 @@ def test_a_hung_minio_does_not_hold_up_serving_and_its_rows_arrive_once(stable_t
     assert sorted(table["sepal_length"].to_pylist()) == list(range(sent))
 
 
-def test_canary_gets_its_percent_by_the_response_header(triton, stable_triton, agents, tmp_path):
+def test_canary_gets_its_percent_by_the_response_header(triton, stable_triton, agents, tmp_path, minio, bucket):
     canary_triton = triton(model_repository(tmp_path / "canary-models", 3.0))
-    canary = agents(agent_env(canary_triton, "iris-v2"))
+    logging_env = {"MLCYCLE_LOG_FLUSH_SECONDS": "0.2", **s3_env(minio)}
+    canary = agents(agent_env(canary_triton, "iris-v2", MLCYCLE_LOG_PREFIX=f"s3://{bucket}/iris-v2", **logging_env))
     stable = agents(agent_env(stable_triton, "iris-v1", MLCYCLE_CANARY_URL=canary.url,
-                              MLCYCLE_CANARY_PERCENT="20", MLCYCLE_CANARY_MODEL_VERSION="iris-v2"))
-    session, answered = requests.Session(), {"iris-v1": 0, "iris-v2": 0}
+                              MLCYCLE_CANARY_PERCENT="20", MLCYCLE_CANARY_MODEL_VERSION="iris-v2",
+                              MLCYCLE_LOG_PREFIX=f"s3://{bucket}/iris-v1", **logging_env))
+    session, answered = requests.Session(), {"iris-v1": set(), "iris-v2": set()}
     x = np.ones((1, len(FEATURES)), np.float32)
     for _ in range(1000):
         response = infer_json(session, stable, x)
@@ -356,12 +358,17 @@ def test_canary_gets_its_percent_by_the_response_header(triton, stable_triton, a
         version = response.headers["x-mlcycle-model-version"]
         factor = {"iris-v1": 2.0, "iris-v2": 3.0}[version]
         assert response.json()["outputs"][0]["data"] == (x * factor).ravel().tolist()
-        answered[version] += 1
-    assert 150 <= answered["iris-v2"] <= 250
-    # Each request is counted once, by the agent of the version that answered it.
-    assert metric(stable, "mlcycle_agent_requests_total", model_version="iris-v1") == answered["iris-v1"]
+        answered[version].add(response.headers["x-request-id"])
+    assert 150 <= len(answered["iris-v2"]) <= 250
+    # Each request is counted and logged once, by the agent of the version that answered it.
+    assert metric(stable, "mlcycle_agent_requests_total", model_version="iris-v1") == len(answered["iris-v1"])
     assert metric(stable, "mlcycle_agent_requests_total", model_version="iris-v2") == 0
-    assert metric(canary, "mlcycle_agent_requests_total", model_version="iris-v2") == answered["iris-v2"]
+    assert metric(canary, "mlcycle_agent_requests_total", model_version="iris-v2") == len(answered["iris-v2"])
+    for version, agent in (("iris-v1", stable), ("iris-v2", canary)):
+        wait_for(lambda agent=agent: metric(agent, "mlcycle_agent_log_queue_depth") == 0, "the logs written", 60)
+        rows = logged_rows(minio.client(), bucket, version)
+        assert set(rows["request_id"].to_pylist()) == answered[version] and rows.num_rows == len(answered[version])
+        assert set(rows["model_version"].to_pylist()) == {version}
 
     # The operator moves the split without a restart.
     put = session.put(f"http://127.0.0.1:{stable.admin_port}/traffic", timeout=10,
