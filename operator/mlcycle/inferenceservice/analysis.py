@@ -12,7 +12,8 @@ interval; `measure` turns it into one version's request count, failures and p99 
   histogram_quantile.
 
 A counter that went down between two scrapes belongs to a restarted pod: its new value is the increase,
-as in PromQL's rate(). Everything here is pure: text in, numbers out.
+as in PromQL's rate(). Everything here is pure: text in, numbers out. prometheus_client parses the text;
+it has no quantile function, hence the few lines of histogram_quantile.
 """
 
 from __future__ import annotations

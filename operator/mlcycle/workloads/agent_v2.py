@@ -3,6 +3,9 @@
 A body is a JSON document, optionally followed by binary tensor data (Triton's binary extension, what
 tritonclient sends by default): the `Inference-Header-Content-Length` header gives the JSON part's size,
 and each tensor with `parameters.binary_data_size` takes that many bytes of the rest, in order.
+
+Written here because tritonclient decodes only response bodies (its InferResult), and the log needs
+request bodies decoded the same way: one small decoder serves both.
 """
 
 from __future__ import annotations
