@@ -270,6 +270,33 @@ INVALID = {
         edited(ISVC, spec__retrain={"template": TJ["spec"], "cooldown": "1 day"}),
         ["spec.retrain.cooldown"],
     ),
+    "isvc-rollout-weights-not-increasing": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 50}, {"weight": 10}]}),
+        ["rollout.steps weights must increase"],
+    ),
+    "isvc-rollout-weights-repeated": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 10}, {"weight": 10}, {"weight": 20}]}),
+        ["rollout.steps weights must increase"],
+    ),
+    "isvc-rollout-weight-zero": (edited(ISVC, spec__rollout={"steps": [{"weight": 0}]}), ["weight"]),
+    "isvc-rollout-weight-above-100": (edited(ISVC, spec__rollout={"steps": [{"weight": 101}]}), ["weight"]),
+    "isvc-rollout-no-steps": (edited(ISVC, spec__rollout={"steps": []}), ["spec.rollout.steps"]),
+    "isvc-rollout-bad-pause": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 10, "pause": "5 minutes"}]}), ["pause"],
+    ),
+    "isvc-rollout-success-rate-above-one": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 10}], "analysis": {"successRateMin": 99}}),
+        ["spec.rollout.analysis.successRateMin"],
+    ),
+    "isvc-rollout-failure-limit-zero": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 10}], "analysis": {"failureLimit": 0}}),
+        ["spec.rollout.analysis.failureLimit"],
+    ),
+    "isvc-rollout-with-canary": (
+        edited(ISVC, spec__rollout={"steps": [{"weight": 10}]},
+               spec__canary={"model": {"name": "m", "version": 2}, "trafficPercent": 10}),
+        ["spec.canary and spec.rollout exclude each other"],
+    ),
     "isvc-retrain-template-zero-workers": (
         edited(ISVC, spec__retrain={"template": {**TJ["spec"], "workers": 0}}),
         ["spec.retrain.template.workers"],

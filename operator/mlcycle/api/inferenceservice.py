@@ -151,6 +151,82 @@ class Canary(ApiModel):
     traffic_percent: int = Field(ge=0, le=100, description="Percent of requests sent to the candidate.")
 
 
+# The serving agent's ports in every serving pod (mlcycle agent): the public HTTP port, which the Service's
+# http port targets, and the admin port (/metrics, /traffic, /healthz) that the operator talks to.
+AGENT_PORT, AGENT_ADMIN_PORT = 8080, 9091
+
+# `kubectl annotate isvc/x mlcycle.io/rollout-action=promote` (or abort): a one-shot manual decision on the
+# rollout in progress, in the manner of an Argo CD resource action; the operator removes it once acted on.
+ROLLOUT_ACTION_ANNOTATION = "mlcycle.io/rollout-action"
+ROLLOUT_ACTIONS = ("promote", "abort")
+# Condition: True while the last rollout was aborted (the metric and its value, or who aborted it, in the
+# message) and the spec still asks for the aborted version; False otherwise.
+ROLLOUT_ABORTED = "RolloutAborted"
+
+
+class RolloutStep(ApiModel):
+    """One step of a progressive rollout: the candidate's share of the requests, held for `pause`."""
+
+    weight: int = Field(ge=1, le=100, description="Percent of requests the candidate receives in this step.")
+    pause: str | None = Field(
+        None,
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description=(
+            "How long the step lasts, e.g. 5m; it ends once this has passed and the latest analysis passed. "
+            f"Omitted: the rollout waits at this step for `{ROLLOUT_ACTION_ANNOTATION}: promote`."
+        ),
+    )
+
+
+class RolloutAnalysis(ApiModel):
+    """The check of the candidate's requests, each interval, from the serving agents' metrics."""
+
+    interval: str = Field("1m", pattern=DURATION_PATTERN, max_length=32, description="Time between two analyses.")
+    success_rate_min: float = Field(
+        0.99,
+        ge=0,
+        le=1,
+        description="Least fraction of the candidate's requests that succeed (no HTTP 5xx, and answered at all).",
+    )
+    latency_p99_max_ms: float | None = Field(
+        None, gt=0, le=600_000, description="Most p99 latency of the candidate's requests, in milliseconds."
+    )
+    failure_limit: int = Field(2, ge=1, le=100, description="Failed analyses that abort the rollout.")
+    min_requests: int = Field(
+        1,
+        ge=1,
+        le=1_000_000,
+        description="Fewer requests to the candidate in an interval leave the analysis inconclusive.",
+    )
+
+
+class Rollout(ApiModel):
+    """Progressive delivery of a new version: when spec.model resolves to another version, its traffic
+    share walks up the steps while the analysis passes, then it is promoted; failing analyses abort and
+    roll back. Nothing is switched at once."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "self.steps.map(s, s.weight).isSorted() && "
+                "self.steps.all(s, self.steps.exists_one(t, t.weight == s.weight))",
+                "rollout.steps weights must increase from step to step",
+                ".steps",
+            )
+        )
+    )
+
+    steps: list[RolloutStep] = Field(min_length=1, max_length=20, description="Traffic steps, weights increasing.")
+    analysis: RolloutAnalysis = Field(default_factory=RolloutAnalysis, description="The check of each interval.")
+    progress_deadline: str = Field(
+        "10m",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="How long the candidate's pods may take to become ready before the rollout aborts.",
+    )
+
+
 class Logging(ApiModel):
     """Record requests and responses to object storage, the input of drift checks."""
 
@@ -210,6 +286,10 @@ class InferenceServiceSpec(ApiModel):
                 "spec.monitoring.drift needs spec.logging: drift is computed on logged requests",
             ),
             rule(
+                "!has(self.canary) || !has(self.rollout)",
+                "spec.canary and spec.rollout exclude each other: a rollout sets the candidate's traffic itself",
+            ),
+            rule(
                 "!has(self.retrain) || self.retrain.policy != 'Auto' || "
                 "(has(self.monitoring) && has(self.monitoring.drift))",
                 "spec.retrain.policy Auto needs spec.monitoring.drift",
@@ -229,6 +309,9 @@ class InferenceServiceSpec(ApiModel):
     node_selector: NodeSelector | None = Field(None, description="Extra node labels the replicas must match.")
     tolerations: Tolerations | None = Field(None, description="Taints the replicas tolerate.")
     canary: Canary | None = Field(None, description="Split traffic with a candidate version.")
+    rollout: Rollout | None = Field(
+        None, description="Roll a new version out step by step with automatic promotion or rollback."
+    )
     logging: Logging | None = Field(None, description="Request/response logging.")
     monitoring: Monitoring | None = Field(None, description="Drift monitoring.")
     retrain: Retrain | None = Field(None, description="Retraining on drift.")
@@ -258,6 +341,42 @@ class RetrainStatus(ApiModel):
     training_job_ref: LocalRef | None = Field(None, description="The TrainingJob it created.")
 
 
+class RolloutAnalysisResult(ApiModel):
+    """The outcome of one analysis of the candidate's requests."""
+
+    time: datetime = Field(description="When it was taken.")
+    phase: Literal["Successful", "Failed", "Inconclusive"] = Field(description="Its verdict.")
+    requests: int = Field(ge=0, description="Requests to the candidate in the interval.")
+    success_rate: float | None = Field(None, ge=0, le=1, description="Fraction of them that succeeded.")
+    latency_p99_ms: float | None = Field(None, ge=0, description="Their p99 latency in milliseconds.")
+    message: str = Field("", max_length=1024, description="The failing metric and its value, or why inconclusive.")
+
+
+class RolloutStatus(ApiModel):
+    """Where the rollout of a new version stands."""
+
+    phase: Literal["Progressing", "Paused", "Promoted", "Aborted"] = Field(
+        description=(
+            "Progressing: walking the steps; Paused: waiting for a manual promote; Promoted: the candidate "
+            "takes all traffic; Aborted: traffic is back on the previous version."
+        )
+    )
+    candidate: ShortString = Field(description="The ModelVersion being rolled out.")
+    step: int = Field(0, ge=0, description="Index of the current step in spec.rollout.steps.")
+    weight: int = Field(0, ge=0, le=100, description="Percent of requests the candidate receives now.")
+    start_time: datetime = Field(description="When this rollout started.")
+    step_start_time: datetime | None = Field(
+        None, description="When the current step started; unset while the candidate's pods start."
+    )
+    failures: int = Field(0, ge=0, description="Failed analyses so far.")
+    last_analysis: RolloutAnalysisResult | None = Field(None, description="The latest analysis.")
+    failed_version: ShortString | None = Field(
+        None, description="A version that was aborted; not rolled out again until the spec or the alias changes."
+    )
+    failed_generation: int | None = Field(None, description="The spec generation it was aborted under.")
+    message: str | None = Field(None, max_length=1024, description="What the rollout is doing or why it stopped.")
+
+
 class InferenceServiceStatus(ApiModel):
     """Observed state of an InferenceService."""
 
@@ -269,7 +388,7 @@ class InferenceServiceStatus(ApiModel):
         ),
     )
     conditions: Conditions | None = Field(
-        None, description="Ready, ModelLoaded, CanaryReady, DriftDetected, RetrainTriggered."
+        None, description="Ready, ModelLoaded, CanaryReady, RolloutAborted, DriftDetected, RetrainTriggered."
     )
     observed_generation: int | None = Field(None, description="The generation this status describes.")
     url: str | None = Field(None, description="HTTP (KServe v2 protocol) endpoint inside the cluster.")
@@ -286,6 +405,7 @@ class InferenceServiceStatus(ApiModel):
     traffic: list[Traffic] | None = Field(None, description="Actual traffic split.")
     drift: DriftStatus | None = Field(None, description="Last drift check.")
     retrain: RetrainStatus | None = Field(None, description="Last retrain.")
+    rollout: RolloutStatus | None = Field(None, description="The rollout of a new version, if any.")
     message: str | None = Field(None, description="Human-readable summary of the state.")
 
 

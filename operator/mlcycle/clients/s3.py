@@ -118,13 +118,16 @@ class S3Config:
         )
 
 
-def client(cfg: S3Config) -> minio.Minio:
+def client(cfg: S3Config, http_client: urllib3.PoolManager | None = None) -> minio.Minio:
+    """A client for `cfg`; `http_client` replaces minio's default pool (5-minute timeouts, its own
+    retries) where the caller wants other timeouts or retries, e.g. a writer that retries by itself."""
     return minio.Minio(
         cfg.endpoint,
         access_key=cfg.access_key,
         secret_key=cfg.secret_key,
         secure=cfg.secure,
         region=cfg.region,
+        http_client=http_client,
     )
 
 

@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from minio import Minio
 
@@ -60,20 +61,25 @@ def up(port: int | None = None, timeout: float = 60) -> MinioServer:
     running = current()
     if running:
         return running
-    exe = binaries.binary("minio")
     STATE.mkdir(parents=True, exist_ok=True)
-    port = port or free_port()
-    access_key, secret_key = "mlcycle-" + secrets.token_hex(4), secrets.token_urlsafe(24)
-    env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
-           "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"}
-    proc = background.spawn([str(exe), "server", str(STATE / "data"), "--address", f"127.0.0.1:{port}", "--quiet"],
-                            env, STATE / "minio.log")
-    server = MinioServer(f"127.0.0.1:{port}", access_key, secret_key, proc.pid)
-    background.wait_ready(proc, server.healthy, timeout, "MinIO", STATE / "minio.log", interval=0.2)
+    server = start(STATE, port or free_port(), "mlcycle-" + secrets.token_hex(4), secrets.token_urlsafe(24),
+                   timeout)
     record = STATE / "server.json"
     record.write_text(json.dumps(server.__dict__))
     record.chmod(0o600)  # it holds the root credentials
     log(f"MinIO on {server.endpoint} (credentials in {record})")
+    return server
+
+
+def start(state: Path, port: int, access_key: str, secret_key: str, timeout: float = 60) -> MinioServer:
+    """A MinIO server with its data and log under `state`, on 127.0.0.1:`port`. Starting again with the
+    same arguments after a stop brings back the same server (what a test of an outage needs)."""
+    env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
+           "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"}
+    proc = background.spawn([str(binaries.binary("minio")), "server", str(state / "data"), "--address",
+                             f"127.0.0.1:{port}", "--quiet"], env, state / "minio.log")
+    server = MinioServer(f"127.0.0.1:{port}", access_key, secret_key, proc.pid)
+    background.wait_ready(proc, server.healthy, timeout, "MinIO", state / "minio.log", interval=0.2)
     return server
 
 

@@ -1,4 +1,5 @@
-"""The operator as a child process of the local stack (for `mlcycle dev` and the e2e tests)."""
+"""The operator and the serving agent as child processes of the local stack (for `mlcycle dev`, the e2e
+tests and the benchmarks)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,3 +48,44 @@ def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health
     op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env)
     background.wait_ready(proc, op.healthy, timeout, "the operator", log_path)
     return op
+
+
+@dataclass
+class AgentProcess:
+    """`mlcycle agent` on loopback: its public port, admin port and log."""
+
+    process: subprocess.Popen
+    port: int
+    admin_port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def healthy(self) -> bool:
+        return http_ok(f"http://127.0.0.1:{self.admin_port}/healthz")
+
+    def metrics_text(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/metrics", timeout=10) as response:
+            return response.read().decode()
+
+    def rss_bytes(self) -> int:
+        """Resident memory of the agent process now (VmRSS)."""
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) * 1024
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 60) -> None:
+        background.stop(self.process, sig, grace)
+
+
+def start_agent(env: dict[str, str], log_path: Path, timeout: float = 60) -> AgentProcess:
+    """Run `mlcycle agent` with `env` (MLCYCLE_TRITON_URL, MLCYCLE_MODEL_*, ...) on free loopback ports and
+    wait for its admin endpoint."""
+    port, admin = free_port(), free_port()
+    process_env = {**os.environ, **env, "MLCYCLE_AGENT_HOST": "127.0.0.1", "MLCYCLE_AGENT_PORT": str(port),
+                   "MLCYCLE_AGENT_ADMIN_PORT": str(admin)}
+    proc = background.spawn([sys.executable, "-m", "mlcycle.cli", "agent"], process_env, log_path)
+    agent = AgentProcess(proc, port, admin, log_path)
+    background.wait_ready(proc, agent.healthy, timeout, "the agent", log_path)
+    return agent
