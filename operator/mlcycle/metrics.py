@@ -3,12 +3,34 @@
 import time
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("mlcycle_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
 RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent in one reconcile", ["kind"])
 TRAINING_TRANSITIONS = Counter("mlcycle_trainingjob_transitions_total", "TrainingJob phase transitions",
                                ["phase"])
+
+
+ROLLOUT_WEIGHT = Gauge("mlcycle_rollout_weight", "Percent of requests the rollout candidate receives",
+                       ["namespace", "inferenceservice"])
+ROLLOUT_STEP = Gauge("mlcycle_rollout_step", "Index of the rollout's current step", ["namespace", "inferenceservice"])
+ROLLOUT_RESULTS = Counter("mlcycle_rollout_results_total", "Rollouts that ended, by result (promoted, aborted)",
+                          ["namespace", "inferenceservice", "result"])
+ROLLOUT_ANALYSES = Counter("mlcycle_rollout_analyses_total", "Rollout analyses failed (each failure counts once)",
+                           ["namespace", "inferenceservice"])
+
+
+def observe_rollout(namespace: str, name: str, rollout: dict | None, events: list[tuple[str, str, str]]) -> None:
+    """The rollout gauges from status.rollout, and its ends and failed analyses from the events posted."""
+    if rollout is not None:
+        active = rollout.get("phase") in ("Progressing", "Paused")
+        ROLLOUT_WEIGHT.labels(namespace, name).set(rollout.get("weight", 0) if active else 0)
+        ROLLOUT_STEP.labels(namespace, name).set(rollout.get("step", 0))
+    for _, reason, _ in events:
+        if reason in ("RolloutPromoted", "RolloutAborted"):
+            ROLLOUT_RESULTS.labels(namespace, name, reason.removeprefix("Rollout").lower()).inc()
+        elif reason == "AnalysisFailed":
+            ROLLOUT_ANALYSES.labels(namespace, name).inc()
 
 
 @contextmanager

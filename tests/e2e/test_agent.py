@@ -406,7 +406,7 @@ def test_agent_as_the_sidecar_of_a_serving_pod_on_the_local_runtime(cluster, loc
                  "args": ["--model-repository=/models", "--http-port=8000", "--grpc-port=8001",
                           "--metrics-port=8002"],
                  "volumeMounts": [{"name": "models", "mountPath": "/models"}]},
-                agent_container("iris", namespace, spec, "iris-v3", "scale", FEATURES, mlcycle_image(), 8000),
+                agent_container("iris", namespace, spec, "iris-v3", "scale", FEATURES, mlcycle_image()),
             ],
         },
     }

@@ -9,15 +9,29 @@ import os
 from datetime import UTC, datetime
 
 import kopf
+from pydantic import ValidationError
 
 from mlcycle import kube, metrics
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
-from mlcycle.api.inferenceservice import ISVC_ANNOTATION, ISVC_LABEL, KIND, PLURAL
+from mlcycle.api.inferenceservice import (
+    ISVC_ANNOTATION,
+    ISVC_LABEL,
+    KIND,
+    MODEL_VERSION_LABEL,
+    PLURAL,
+    ROLLOUT_ACTION_ANNOTATION,
+    InferenceServiceSpec,
+    RolloutStatus,
+)
+from mlcycle.clients import agents
 from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.images import mlcycle_image
+from mlcycle.inferenceservice.analysis import Measurement, measure, window
 from mlcycle.inferenceservice.deployment import bounded
 from mlcycle.inferenceservice.hpa import hpa_name
+from mlcycle.inferenceservice.rollout import analysis_due
+from mlcycle.inferenceservice.service import service_name
 from mlcycle.inferenceservice.status import plan
 from mlcycle.trainingjob.registration import MODEL_LABEL
 
@@ -25,6 +39,8 @@ log = logging.getLogger(__name__)
 # How long the pods of the version served before a switch keep serving connections opened before it.
 DRAIN_SECONDS = float(os.environ.get("MLCYCLE_SERVING_DRAIN_SECONDS", "10"))
 RETRY_SECONDS = 15.0
+# The last scrape of each InferenceService's agents: an analysis is the difference to the next one.
+_scrapes: dict[tuple[str, str], dict[str, str]] = {}
 
 
 @kopf.index(GROUP, VERSION, PLURAL)
@@ -39,6 +55,7 @@ def isvc_by_model(namespace, name, spec, **_):
 def on_inferenceservice_event(type, namespace, name, **_):
     if type == "DELETED":
         _reconcile.forget(namespace, name)
+        _scrapes.pop((namespace, name), None)
     else:
         _reconcile(namespace, name)
 
@@ -86,11 +103,23 @@ def _reconcile_once(namespace: str, name: str) -> None:
             if (p["metadata"].get("annotations") or {}).get(ISVC_ANNOTATION) == name]
     hpa = None if spec.get("autoscaling") else kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace,
                                                          hpa_name(name))
-    result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), datetime.now(UTC), DRAIN_SECONDS)
+    canary_service = None if spec.get("canary") or spec.get("rollout") else kube.get(
+        "v1", "Service", namespace, service_name(name, canary=True))
+    now = datetime.now(UTC)
+    measurement = _measure(isvc, pods, now)
+    result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), now, DRAIN_SECONDS, measurement,
+                  canary_service)
     for obj in result.apply:
         kube.apply(obj)
     for api_version, kind, child in result.delete:
         kube.delete(api_version, kind, namespace, child)
+    served = result.status.get("servedModelVersion")
+    if served:
+        agents.push_split([p for p in pods if _serves(p, served)], result.split)
+    if result.clear_action:
+        kube.call("PATCH", f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
+                  {"metadata": {"annotations": {ROLLOUT_ACTION_ANNOTATION: None}}}, "application/merge-patch+json")
+    metrics.observe_rollout(namespace, name, result.status.get("rollout"), result.events)
     old = isvc.get("status") or {}
     if kube.status_changed(old, result.status):
         kube.patch_status(API_VERSION, KIND, namespace, name, result.status)
@@ -98,6 +127,28 @@ def _reconcile_once(namespace: str, name: str) -> None:
             kube.post_event(isvc, type_, reason, message)
     if result.requeue_after is not None:
         _reconcile.later(namespace, name, result.requeue_after)
+
+
+def _serves(pod: dict, version: str) -> bool:
+    return (pod["metadata"].get("labels") or {}).get(MODEL_VERSION_LABEL) == bounded(version)
+
+
+def _measure(isvc: dict, pods: list[dict], now: datetime) -> Measurement | None:
+    """The rollout candidate's requests since the last analysis, scraped from every serving pod's agent,
+    when an analysis is due; None otherwise."""
+    try:
+        spec = InferenceServiceSpec.model_validate(isvc["spec"])
+        previous = (isvc.get("status") or {}).get("rollout")
+        status = RolloutStatus.model_validate(previous) if previous else None
+    except ValidationError:
+        return None
+    if spec.rollout is None or status is None or not analysis_due(spec.rollout, status, now):
+        return None
+    key = (isvc["metadata"]["namespace"], isvc["metadata"]["name"])
+    scraped = agents.scrape(pods)
+    before = _scrapes.get(key, {})
+    _scrapes[key] = scraped
+    return measure(window(before, scraped), status.candidate)
 
 
 def _record_failure(namespace: str, name: str, error: Exception) -> None:

@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 
 from mlcycle import podenv
-from mlcycle.api.inferenceservice import AGENT_ADMIN_PORT, AGENT_PORT, InferenceServiceSpec
+from mlcycle.api.inferenceservice import AGENT_ADMIN_PORT, AGENT_PORT, HTTP_PORT, InferenceServiceSpec
 
 # How long the agent keeps writing its log buffer after SIGTERM, and the pod's terminationGracePeriodSeconds
 # that leaves it: up to 5 s for requests in flight before, up to 5 s to exit after, and a margin.
@@ -21,13 +21,13 @@ def log_prefix(destination: str, namespace: str, isvc: str, model_version: str) 
 
 
 def agent_container(isvc: str, namespace: str, spec: InferenceServiceSpec, model_version: str, model_name: str,
-                    feature_names: Sequence[str] | None, image: str, triton_http_port: int) -> dict:
+                    feature_names: Sequence[str] | None, image: str) -> dict:
     """The agent for the pod serving `model_version` (Triton model `model_name`). The canary split is not in
     the env: the operator sets it with PUT /traffic on the admin port, so changing it restarts nothing."""
     env = [
         {"name": "MLCYCLE_AGENT_PORT", "value": str(AGENT_PORT)},
         {"name": "MLCYCLE_AGENT_ADMIN_PORT", "value": str(AGENT_ADMIN_PORT)},
-        {"name": "MLCYCLE_TRITON_URL", "value": f"http://127.0.0.1:{triton_http_port}"},
+        {"name": "MLCYCLE_TRITON_URL", "value": f"http://127.0.0.1:{HTTP_PORT}"},
         {"name": "MLCYCLE_MODEL_NAME", "value": model_name},
         {"name": "MLCYCLE_MODEL_VERSION", "value": model_version},
     ]

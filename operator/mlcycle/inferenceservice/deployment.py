@@ -3,7 +3,8 @@
 One Deployment per served version, so a new version (or a canary) is a second Deployment next to the one
 serving, never an in-place restart of it. Each pod: an init container (`mlcycle fetch-model`) that fetches
 the artifact, re-checks its digest and lays out the model repository on an emptyDir; then Triton, loading
-exactly that model, ready only when the model is (readiness on /v2/models/<model>/ready, not a TCP port).
+exactly that model, ready only when the model is (readiness on /v2/models/<model>/ready, not a TCP port);
+and the serving agent (`mlcycle agent`), the pod's HTTP entry point: payload logging, canary split, metrics.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mlcycle.api.inferenceservice import (
     InferenceServiceSpec,
 )
 from mlcycle.api.modelversion import Signature
+from mlcycle.inferenceservice.agent import TERMINATION_GRACE_SECONDS, agent_container
 from mlcycle.inferenceservice.tritonconfig import ModelLayout
 
 MODEL_REPOSITORY = "/models"
@@ -138,11 +140,13 @@ def desired_deployment(isvc: str, namespace: str, uid: str, spec: InferenceServi
               "app.kubernetes.io/component": "predictor"}
     pod = {
         "initContainers": [fetch_container(version, layout, spec.storage.secret_ref.name, image)],
-        "containers": [triton_container(spec, version.model_name)],
+        "containers": [triton_container(spec, version.model_name),
+                       agent_container(isvc, namespace, spec, version.name, version.model_name,
+                                       version.signature.feature_names if version.signature else None, image)],
         "volumes": [{"name": "model-repository", "emptyDir": {}}],
         # Model code is the user's: it gets no token for the Kubernetes API.
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": 30,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,  # the agent flushes its log buffer
         **podspec.placement(spec.resources, spec.gpu_type, spec.node_selector, spec.tolerations),
     }
     return {

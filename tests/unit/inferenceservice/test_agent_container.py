@@ -25,7 +25,7 @@ def test_log_prefix():
 
 def test_agent_with_logging_reads_back_as_the_agents_config():
     spec = InferenceServiceSpec.model_validate(SPEC | {"logging": {"destination": "s3://logs/", "sampleRate": 0.1}})
-    container = agent_container("iris", "ns", spec, "iris-v3", "iris", ["a", "b"], "mlcycle:dev", 8000)
+    container = agent_container("iris", "ns", spec, "iris-v3", "iris", ["a", "b"], "mlcycle:dev")
     env = env_of(container)
     assert env["AWS_ACCESS_KEY_ID"] == "secret:s3/accessKey"  # by reference, never a value
     config = AgentConfig.from_env({k: v for k, v in env.items() if not v.startswith("secret:")})
@@ -40,7 +40,7 @@ def test_agent_with_logging_reads_back_as_the_agents_config():
 
 def test_agent_without_logging_has_no_storage_env():
     spec = InferenceServiceSpec.model_validate(SPEC)
-    env = env_of(agent_container("iris", "ns", spec, "iris-v3", "iris", None, "mlcycle:dev", 8000))
+    env = env_of(agent_container("iris", "ns", spec, "iris-v3", "iris", None, "mlcycle:dev"))
     assert not any(k.startswith(("MLCYCLE_LOG", "AWS_", "MLCYCLE_S3")) for k in env)
     assert "MLCYCLE_FEATURE_NAMES" not in env
     assert AgentConfig.from_env(env).logging is None

@@ -8,8 +8,9 @@ from unit.inferenceservice.factories import deployment, isvc, model_version
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def run(obj, versions, deployments=(), pods=(), now=NOW, hpa=None):
-    return plan(obj, list(versions), list(deployments), list(pods), hpa, "mlcycle:test", now, drain_seconds=10)
+def run(obj, versions, deployments=(), pods=(), now=NOW, hpa=None, canary_service=None):
+    return plan(obj, list(versions), list(deployments), list(pods), hpa, "mlcycle:test", now, drain_seconds=10,
+                canary_service=canary_service)
 
 
 def kinds(p):
@@ -126,3 +127,52 @@ def test_invalid_spec_fails_naming_the_field():
     obj["spec"]["runtime"] = {"maxBatchSize": -1}
     p = run(obj, [])
     assert p.status["phase"] == "Failed" and "spec.runtime.maxBatchSize" in p.status["message"]
+
+
+def test_a_fixed_canary_gets_its_share_once_ready():
+    status = serving_v1()
+    versions = [model_version(1, aliases=["production"]), model_version(2)]
+    obj = isvc(status, canary={"model": {"name": "iris", "version": 2}, "trafficPercent": 20})
+    p = run(obj, versions, [deployment("iris-v1", ready=1)])
+    assert ("Deployment", "iris-iris-v2") in kinds(p) and ("Service", "iris-canary") in kinds(p)
+    assert p.split.canary_percent == 0 and cond(p, "CanaryReady")["status"] == "False"
+
+    p = run(obj, versions, [deployment("iris-v1", ready=1), deployment("iris-v2", ready=1)])
+    assert p.split.to_api() == {"canaryUrl": "http://iris-canary.ns.svc:8000", "canaryPercent": 20,
+                                "canaryModelVersion": "iris-v2"}
+    assert p.status["traffic"] == [{"modelVersion": "iris-v1", "percent": 80},
+                                   {"modelVersion": "iris-v2", "percent": 20}]
+    assert p.status["canaryModelVersion"] == "iris-v2" and cond(p, "CanaryReady")["status"] == "True"
+    assert p.status["servedModelVersion"] == "iris-v1"
+
+    p = run(isvc(p.status), versions, [deployment("iris-v1", ready=1), deployment("iris-v2", ready=1)],
+            canary_service={"metadata": {"name": "iris-canary"}})
+    assert ("apps/v1", "Deployment", "iris-iris-v2") in p.delete and ("v1", "Service", "iris-canary") in p.delete
+    assert p.split.canary_percent == 0 and "canaryModelVersion" not in p.status
+
+
+ROLLOUT = {"steps": [{"weight": 20, "pause": "10s"}, {"weight": 50, "pause": "10s"}],
+           "analysis": {"interval": "10s", "successRateMin": 0.95, "failureLimit": 1}}
+
+
+def test_a_rollout_walks_its_steps_and_aborts_on_a_failed_analysis():
+    from mlcycle.inferenceservice.analysis import Measurement
+
+    status = serving_v1()
+    versions = [model_version(1), model_version(2, aliases=["production"])]
+    obj = isvc(status, rollout=ROLLOUT)
+    both = [deployment("iris-v1", ready=1), deployment("iris-v2", ready=1)]
+    p = run(obj, versions, both)
+    assert p.status["rollout"]["phase"] == "Progressing" and p.split.canary_percent == 20
+    assert p.status["servedModelVersion"] == "iris-v1" and "step 1 of 2" in p.status["message"]
+
+    later = NOW + timedelta(seconds=11)
+    p = run(isvc(p.status, rollout=ROLLOUT), versions, both, now=later)
+    p = plan(isvc(p.status, rollout=ROLLOUT), versions, both, [], None, "img", later, 10,
+             measurement=Measurement(requests=100, failures=40))
+    assert p.status["rollout"]["phase"] == "Aborted" and p.split.canary_percent == 0
+    aborted = cond(p, "RolloutAborted")
+    assert aborted["status"] == "True" and "successRate 0.6000 < successRateMin 0.95" in aborted["message"]
+    assert p.status["servedModelVersion"] == "iris-v1"
+    assert all(o["metadata"]["name"] != "iris-iris-v2" for o in p.apply if o["kind"] == "Deployment")
+    assert ("apps/v1", "Deployment", "iris-iris-v2") in p.delete
