@@ -8,6 +8,9 @@ import hashlib
 import io
 import json
 import os
+import threading
+import urllib.error
+import urllib.request
 import uuid
 
 import numpy as np
@@ -17,6 +20,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import yaml
 
+from mlcycle.api.inferenceservice import AGENT_PORT
 from mlcycle.clients import s3
 from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
@@ -132,6 +136,19 @@ def trained(cluster, operator, local_runtime, minio, ns):
     return mv["metadata"]["name"], minio.client().get_object(bucket, key).read()
 
 
+def infer_once(address: str, row: np.ndarray) -> tuple[str | None, int]:
+    """(x-mlcycle-model-version, HTTP status) of one KServe v2 request to the agent at `address`."""
+    body = json.dumps({"inputs": [{"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32",
+                                   "data": [float(v) for v in row]}]}).encode()
+    request = urllib.request.Request(f"http://{address}:{AGENT_PORT}/v2/models/iris/infer", body,
+                                     {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.headers.get("x-mlcycle-model-version"), r.status
+    except urllib.error.HTTPError as e:
+        return e.headers.get("x-mlcycle-model-version"), e.code
+
+
 def torch_outputs(artifact: bytes, rows: np.ndarray) -> np.ndarray:
     module = torch.jit.load(io.BytesIO(artifact))
     with torch.no_grad():
@@ -152,7 +169,8 @@ def test_trained_version_is_served_and_answers_like_torch(cluster, ns, trained):
 
     expected = torch_outputs(artifact, ROWS)
     ip = endpoint(cluster, "iris", ns)
-    http = httpclient.InferenceServerClient(f"{ip}:8000")
+    # The Service's http port goes to the serving agent (8080), its grpc port to Triton (8001).
+    http = httpclient.InferenceServerClient(f"{ip}:{AGENT_PORT}")
     request = httpclient.InferInput("INPUT__0", list(ROWS.shape), "FP32")
     request.set_data_from_numpy(ROWS)
     got = http.infer("iris", [request]).as_numpy("OUTPUT__0")
@@ -163,6 +181,8 @@ def test_trained_version_is_served_and_answers_like_torch(cluster, ns, trained):
     request.set_data_from_numpy(ROWS)
     np.testing.assert_allclose(grpc.infer("iris", [request]).as_numpy("OUTPUT__0"), expected, rtol=1e-5, atol=1e-6)
     assert grpc.is_model_ready("iris")
+
+    assert infer_once(ip, ROWS[0])[0] == mv_name  # the agent says which version answered
 
     # The registry knows who serves the version.
     mv = kubectl_json(cluster, "modelversion", mv_name, "-n", ns)
@@ -283,3 +303,101 @@ def test_scale_subresource_drives_the_deployment_and_the_hpa_targets_it(cluster,
     scale = json.loads(cluster.kubectl_run("get", "--raw", f"/apis/mlcycle.io/v1alpha1/namespaces/{ns}/"
                                            "inferenceservices/scaled/scale").stdout)
     assert scale["spec"]["replicas"] == 3 and scale["status"]["selector"] == status["selector"]
+
+
+class Flaky(torch.nn.Module):
+    """Linear(4, 3) + softmax that fails for rows whose first feature is above 5.5: half of ROWS."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((x[:, 0] > 5.5).any()):
+            raise RuntimeError("feature 0 out of range")
+        return self.linear(x).softmax(-1)
+
+
+def test_canary_gets_its_share_by_the_response_header(cluster, ns, minio, trained):
+    stable, _ = trained
+    v5, _ = register(cluster, minio, ns, 5, Classifier())
+    wait_mv(cluster, v5, ns)
+    apply(cluster, inference_service("canaried", ns, {"name": "iris", "version": 1},
+                                     canary={"model": {"name": "iris", "version": 5}, "trafficPercent": 20}))
+    wait_for(lambda: {"modelVersion": v5, "percent": 20} in (isvc_status(cluster, "canaried", ns).get("traffic")
+                                                               or []), "20% to the canary", timeout=300)
+    status = isvc_status(cluster, "canaried", ns)
+    assert next(c for c in status["conditions"] if c["type"] == "CanaryReady")["status"] == "True"
+    address = endpoint(cluster, "canaried", ns)
+    answered = [infer_once(address, ROWS[i % len(ROWS)]) for i in range(1000)]
+    by_version = {v: sum(1 for a in answered if a[0] == v) for v in (stable, v5)}
+    print(f"\ncanary at 20%: {by_version} of 1000 requests")
+    assert all(code == 200 for _, code in answered)
+    assert 150 <= by_version[v5] <= 250 and by_version[stable] + by_version[v5] == 1000
+
+
+class Client:
+    """Requests through the Service, from the host, re-resolving its backend as the name would; counts."""
+
+    def __init__(self, cluster, service, ns):
+        self.cluster, self.service, self.ns = cluster, service, ns
+        self.codes: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        i = 0
+        while not self.stop.is_set():
+            address = service_backend(self.cluster, self.service, self.ns)
+            for _ in range(20):
+                if address:
+                    self.codes.append(infer_once(address, ROWS[i % len(ROWS)])[1])
+                    i += 1
+
+    def close(self) -> tuple[int, int]:
+        self.stop.set()
+        self.thread.join(30)
+        return len(self.codes), sum(1 for c in self.codes if c != 200)
+
+
+ROLLOUT = {"steps": [{"weight": 25, "pause": "5s"}, {"weight": 50, "pause": "5s"}],
+           "analysis": {"interval": "5s", "successRateMin": 0.95, "failureLimit": 1, "minRequests": 5},
+           "progressDeadline": "5m"}
+
+
+def rollout_of(cluster, ns) -> dict:
+    return isvc_status(cluster, "progressive", ns).get("rollout") or {}
+
+
+def test_progressive_rollout_promotes_a_good_version_and_rolls_back_a_broken_one(cluster, ns, minio, trained):
+    v6, _ = register(cluster, minio, ns, 6, Classifier(), aliases=["stage"])
+    wait_mv(cluster, v6, ns)
+    apply(cluster, inference_service("progressive", ns, {"name": "iris", "alias": "stage"}, rollout=ROLLOUT))
+    wait_for(lambda: isvc_status(cluster, "progressive", ns).get("readyReplicas") == 1, "v6 serving", timeout=300)
+
+    client = Client(cluster, "progressive", ns)
+    v7, _ = register(cluster, minio, ns, 7, Classifier(), aliases=["stage"])
+    wait_for(lambda: rollout_of(cluster, ns).get("phase") == "Progressing", "the rollout of v7 to start", timeout=120)
+    wait_for(lambda: isvc_status(cluster, "progressive", ns).get("servedModelVersion") == v7 and
+             rollout_of(cluster, ns).get("phase") == "Promoted", "v7 promoted", timeout=300)
+    sent, failed = client.close()
+    reasons = [e["reason"] for e in events_of(cluster, ns, "progressive")]
+    print(f"\npromotion of {v7}: {sent} requests, {failed} failed; events {reasons}")
+    assert failed == 0 and sent > 0
+    assert reasons.count("RolloutStep") == 2 and "RolloutPromoted" in reasons
+
+    client = Client(cluster, "progressive", ns)
+    v8, _ = register(cluster, minio, ns, 8, Flaky(), aliases=["stage"])
+    aborted = wait_for(lambda: (r := rollout_of(cluster, ns)).get("phase") == "Aborted" and r, "the rollback",
+                       timeout=300)
+    sent, failed = client.close()
+    status = isvc_status(cluster, "progressive", ns)
+    condition = next(c for c in status["conditions"] if c["type"] == "RolloutAborted")
+    print(f"\nrollback of {v8}: {sent} requests, {failed} failed ({failed / max(sent, 1):.1%}); {condition['message']}")
+    assert aborted["failedVersion"] == v8 and status["servedModelVersion"] == v7
+    assert condition["status"] == "True" and "successRate" in condition["message"]
+    assert failed / sent <= 0.25  # no more than the first step's share
+    assert "RolloutAborted" in [e["reason"] for e in events_of(cluster, ns, "progressive")]
+    wait_for(lambda: kubectl_json(cluster, "deployment", f"progressive-{v8}", "-n", ns) is None,
+             "the broken version's Deployment to go")

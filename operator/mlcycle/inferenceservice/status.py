@@ -184,7 +184,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
             # Progressive: the candidate walks the steps next to the served version (inferenceservice.rollout).
             previous = RolloutStatus.model_validate(old["rollout"]) if old.get("rollout") else None
             rolling = served is not None and target != served
-            if rolling:
+            if served is None or rolling:
                 deploy(target)
             ready = rolling and _rolled_out(deployment_of(target), replicas)
             failure = problem_of(target) if rolling and not ready else None

@@ -176,3 +176,9 @@ def test_a_rollout_walks_its_steps_and_aborts_on_a_failed_analysis():
     assert p.status["servedModelVersion"] == "iris-v1"
     assert all(o["metadata"]["name"] != "iris-iris-v2" for o in p.apply if o["kind"] == "Deployment")
     assert ("apps/v1", "Deployment", "iris-iris-v2") in p.delete
+
+
+def test_with_a_rollout_the_first_version_goes_straight_in():
+    p = run(isvc(rollout=ROLLOUT), [model_version(1, aliases=["production"])])
+    assert kinds(p) == [("Deployment", "iris-iris-v1"), ("Service", "iris")]
+    assert p.status["servedModelVersion"] == "iris-v1" and "rollout" not in p.status
