@@ -90,7 +90,9 @@ def test_jensenshannon_on_value_counts_equals_scipy():
     assert result.value == pytest.approx(expected, rel=1e-12)
 
 
-@pytest.mark.parametrize(("reference", "current"), [(SMALL_REF, SHIFTED), (BIG_REF, BIG_CUR)], ids=["exact", "quantiles"])
+@pytest.mark.parametrize(
+    ("reference", "current"), [(SMALL_REF, SHIFTED), (BIG_REF, BIG_CUR)], ids=["exact", "quantiles"]
+)
 def test_jensenshannon_of_a_continuous_column_uses_sturges_bins_over_both(reference, current):
     edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins="sturges")
     expected = distance.jensenshannon(np.histogram(reference, edges)[0] / len(reference),
