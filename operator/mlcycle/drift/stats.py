@@ -362,7 +362,7 @@ def wasserstein(reference: Sketch, current: Sketch) -> Statistic:
     return Statistic(wasserstein_distance(reference, current) / max(reference.std, _WASSERSTEIN_MIN_STD))
 
 
-def _less_than(s: Sketch, x: np.ndarray) -> np.ndarray:
+def count_below(s: Sketch, x: np.ndarray) -> np.ndarray:
     """How many values of `s` are below each x; inside a cell the cell's values are taken as spread
     evenly between its ends (the column's extremes for the outer cells)."""
     c, k = s.cuts, s.cuts.size
@@ -390,7 +390,7 @@ def jensenshannon(reference: Sketch, current: Sketch, categorical: bool = False)
     edges = np.linspace(lo, hi, bins + 1)
 
     def shares(s: Sketch) -> np.ndarray:
-        below = _less_than(s, edges[1:-1])
+        below = count_below(s, edges[1:-1])
         cumulative = np.concatenate([[0.0], below, [float(s.count)]])
         return np.diff(cumulative) / s.count
 
