@@ -171,7 +171,8 @@ def test_reference_data_in_parquet_instead_of_a_profile(minio, bucket, tmp_path)
     pq.write_table(table, out)
     s3.upload_bytes(minio.client(), bucket, "datasets/reference/part-0.parquet", out.getvalue())
     result, message = run_drift(minio, tmp_path, MLCYCLE_DRIFT_LOGS=logs, MLCYCLE_DRIFT_WINDOW="1500",
-                                MLCYCLE_DRIFT_REFERENCE=f"s3://{bucket}/datasets/reference/", MLCYCLE_DRIFT_METHOD="psi")
+                                MLCYCLE_DRIFT_REFERENCE=f"s3://{bucket}/datasets/reference/",
+                                MLCYCLE_DRIFT_METHOD="psi")
     assert result.returncode == 0, result.stderr
     assert message["result"] == "DriftDetected" and sorted(message["driftedFeatures"]) == ["c", "x1"]
 

@@ -330,6 +330,9 @@ class RetrainStatus(ApiModel):
     reason: Literal["DriftDetected", "Requested"] | None = Field(
         None, description="DriftDetected (policy Auto) or Requested (the retrain-requested annotation)."
     )
+    cause: ShortString | None = Field(
+        None, description="What started it: the drift report's id (its UTC time) or the request's value."
+    )
     last_request: ShortString | None = Field(
         None, description="The value of the mlcycle.io/retrain-requested annotation last acted on."
     )

@@ -190,10 +190,10 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
     facts = [
         ("Model version", doc.get("modelVersion")),
         ("Method", doc.get("method")),
-        ("Drifted share", f"{_fmt(doc.get('share'))} (drift at ≥ {_fmt(doc.get('driftShare'))})"
-         if "share" in doc else None),
+        ("Drifted features", f"{len(doc['driftedFeatures'])} of {len(doc['features'])}: {doc['share']:.0%} "
+         f"(the service drifts at ≥ {doc['driftShare']:.0%})" if "share" in doc else None),
         ("Window", f"{_fmt(window.get('rows'))} of {_fmt(window.get('size'))} newest rows" if window else None),
-        ("Logged between", f"{window.get('from')} and {window.get('to')}" if window.get("from") else None),
+        ("Logged between", f"{window['from']} and {window['to']}".replace("T", " ") if window.get("from") else None),
         ("Reference", f"{doc.get('reference')} ({_fmt(doc.get('referenceRows'))} rows)"
          if doc.get("referenceRows") else doc.get("reference")),
         ("Request logs", doc.get("logs")),
