@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     if Path(args.evidently_python).exists():
         theirs = run_side(args.evidently_python, "evidently", reference, current, args.rows)
         print(f"Evidently DataDriftPreset: {theirs['seconds']:.2f} s after {theirs['load_seconds']:.2f} s of "
-              f"pandas.read_parquet; peak RSS {theirs['peak_mb']:.0f} MB ({theirs['baseline_mb']:.0f} MB after imports)")
+              f"pandas.read_parquet; peak RSS {theirs['peak_mb']:.0f} MB "
+              f"({theirs['baseline_mb']:.0f} MB after imports)")
         agree = [f for f in ours["features"] if ours["features"][f]["drifted"] == theirs["features"][f]["drifted"]]
         same_method = [f for f in ours["features"] if ours["features"][f]["method"] == theirs["features"][f]["method"]]
         print(f"decisions agree on {len(agree)} of {len(ours['features'])} features; same method on "
@@ -231,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         write(long, args.stream_rows, current=True, seed=3)
         for window in sorted({args.rows, args.stream_rows // 2, args.stream_rows}):
             run = run_side(sys.executable, "mlcycle", reference, long, window)
-            print(f"mlcycle drift, window {window:>12,} rows: {run['seconds']:6.2f} s, peak RSS {run['peak_mb']:.0f} MB")
+            print(f"mlcycle drift, window {window:>12,} rows: {run['seconds']:6.2f} s, "
+                  f"peak RSS {run['peak_mb']:.0f} MB")
     print(f"load average at the end: {load_average()}")
     return 0
 
