@@ -48,6 +48,11 @@ def reference_uri(reference: str, artifact_uri: str) -> str:
     return profile_uri(artifact_uri) if reference == "training" else reference
 
 
+def job_selector(isvc: str) -> str:
+    """Label selector of the drift Jobs (and their pods) of an InferenceService."""
+    return f"{INFERENCESERVICE_LABEL}={isvc},app.kubernetes.io/component={COMPONENT}"
+
+
 def labels(isvc: str) -> dict:
     return {INFERENCESERVICE_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle",
             "app.kubernetes.io/component": COMPONENT}

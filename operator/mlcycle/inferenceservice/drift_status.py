@@ -4,6 +4,8 @@ the events to post and the per-feature scores for the metrics. Pure functions ov
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from mlcycle.api.inferenceservice import DRIFT_DETECTED
@@ -98,3 +100,29 @@ def feature_scores(result: Mapping[str, Any]) -> dict[str, tuple[float, bool]]:
     """feature -> (score, drifted), for mlcycle_drift_score / mlcycle_drift_detected. Scores are finite:
     a distance, or 1 - p for a test."""
     return {name: (float(f["score"]), bool(f.get("drifted"))) for name, f in (result.get("features") or {}).items()}
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What a newly finished drift check changes: status.drift, the DriftDetected condition, the events
+    to post, and the metrics (metrics.record_drift(namespace, isvc, check_time, scores))."""
+
+    drift: dict[str, Any]
+    condition: dict
+    events: list[tuple[str, str, str]]
+    scores: dict[str, tuple[float, bool]]
+    check_time: float | None  # unix time, for mlcycle_drift_last_check_timestamp_seconds
+
+
+def observe(previous: Mapping[str, Any] | None, job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]],
+            method: str | None, generation: int | None = None) -> Observation | None:
+    """The observation of `job` (see latest_finished_job) and its pods; None when status.drift already
+    describes that Job, so a reconcile neither rewrites status nor posts an event twice."""
+    if (previous or {}).get("job") == job["metadata"]["name"]:
+        return None
+    result = check_result(job, pods)
+    drift = drift_status(result, job["metadata"]["name"], method)
+    checked = drift.get("lastCheckTime")
+    check_time = datetime.fromisoformat(checked.replace("Z", "+00:00")).timestamp() if checked else None
+    return Observation(drift, drift_condition(drift, generation), drift_events(previous, drift),
+                       feature_scores(result), check_time)

@@ -84,3 +84,10 @@ def test_long_names_stay_short_enough_for_the_jobs_the_cronjob_creates():
     name = cronjob.cronjob_name(long_name)
     assert len(name) <= 52 and name.endswith("-drift") and name == cronjob.cronjob_name(long_name)
     assert name != cronjob.cronjob_name(long_name + "x")
+
+
+def test_the_jobs_and_pods_of_the_check_are_found_by_the_service_label():
+    obj = desired()
+    selector = dict(kv.split("=") for kv in cronjob.job_selector("iris").split(","))
+    assert selector.items() <= obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
+    assert selector.items() <= obj["spec"]["jobTemplate"]["metadata"]["labels"].items()

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 
 import pytest
 
@@ -89,3 +90,13 @@ def test_an_event_on_each_change_of_outcome_or_features_and_none_for_the_same_jo
 
 def test_feature_scores_for_the_metrics():
     assert drift_status.feature_scores(DRIFTED) == {"c": (0.33, True), "x1": (0.96, True), "x2": (0.04, False)}
+
+
+def test_observe_a_new_check_once():
+    finished = job("iris-drift-5", "2026-11-26T20:15:00Z")
+    seen = drift_status.observe({"result": "NoDrift", "job": "iris-drift-4"}, finished, [pod(json.dumps(DRIFTED))],
+                                "auto", generation=2)
+    assert seen.drift["job"] == "iris-drift-5" and seen.condition["status"] == "True"
+    assert [e[1] for e in seen.events] == ["DriftDetected"] and seen.scores["x1"] == (0.96, True)
+    assert seen.check_time == datetime(2026, 11, 26, 20, 15, tzinfo=UTC).timestamp()
+    assert drift_status.observe(seen.drift, finished, [pod(json.dumps(DRIFTED))], "auto") is None
