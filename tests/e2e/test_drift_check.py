@@ -1,5 +1,5 @@
 """`mlcycle drift` as its CronJob's pod runs it: a process configured by env, against a real MinIO, on
-Parquet request logs written in the serving agent's layout and a reference profile from the trainer's code."""
+Parquet request logs written in the serving agent's layout and a reference profile made by the trainer's code."""
 
 import io
 import json
@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlcycle.clients import s3
-from mlcycle.workloads import profile
+from mlcycle.workloads import trainer
+from mlcycle.workloads.dataset import parse_csv
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +71,14 @@ def write_logs(minio, bucket: str, logs: str, data: np.ndarray, files: int, vers
 
 
 def put_profile(minio, bucket: str, rows: int = 5000) -> str:
-    doc = profile.reference_profile(training_data(rows, seed=1), FEATURES)
+    """The reference_profile.json `mlcycle train` would write for this training data (its own code path:
+    CSV -> examples -> profile), next to where the model would be."""
+    data = training_data(rows, seed=1)
+    lines = [",".join([*FEATURES, "label"])]
+    lines += [",".join(f"{v:g}" for v in row) + f",{'ab'[i % 2]}" for i, row in enumerate(data)]
+    table = parse_csv([("train.csv", ("\n".join(lines) + "\n").encode())])
+    examples = trainer.examples_from_table(table, trainer.TrainerConfig("classification", "label"))
+    doc = trainer.examples_profile(examples, seed=0)
     key = "models/iris/run1/reference_profile.json"
     s3.upload_bytes(minio.client(), bucket, key, json.dumps(doc).encode())
     return f"s3://{bucket}/{key}"
