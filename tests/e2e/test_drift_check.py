@@ -13,10 +13,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
+from mlcycle.api.inferenceservice import InferenceServiceSpec
 from mlcycle.clients import s3
+from mlcycle.inferenceservice import cronjob, drift_status
+from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
+from mlcycle.localdev.sample import storage_secret
 from mlcycle.workloads import trainer
 from mlcycle.workloads.dataset import parse_csv
+from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -191,3 +197,47 @@ def test_bad_credentials_fail_with_a_message_that_names_no_secret(minio, bucket,
                                 AWS_SECRET_ACCESS_KEY="wrong-secret-value")
     assert result.returncode == 1
     assert message["result"] == "Failed" and "wrong-secret-value" not in json.dumps(message)
+
+
+def get_json(cluster, *args):
+    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def test_a_manual_run_of_the_cronjob_checks_in_a_pod_and_the_operator_reads_its_result(
+        cluster, crds, local_runtime, minio, bucket, namespace):
+    """The CronJob the operator would write, on the real apiserver; `kubectl create job --from=cronjob/...`;
+    the pod runs `mlcycle drift` on the local runtime; its termination message becomes status.drift."""
+    destination = f"s3://{bucket}/requests"
+    isvc = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
+            "metadata": {"name": "iris", "namespace": namespace},
+            "spec": {"model": {"name": "iris", "alias": "production"}, "logging": {"destination": destination},
+                     "monitoring": {"drift": {"schedule": "0 0 1 1 *", "windowSize": 2000}},
+                     "storage": {"secretRef": {"name": "s3"}}}}
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, isvc]))
+    created = get_json(cluster, "inferenceservice", "iris", "-n", namespace)
+    write_logs(minio, bucket, cronjob.logs_prefix(destination, namespace, "iris", "iris-v1"),
+               traffic(3000, seed=9, shifted=True), files=3)
+    profile_uri = put_profile(minio, bucket)
+    artifact = profile_uri.replace("reference_profile.json", "model.pt")
+
+    spec = InferenceServiceSpec.model_validate(created["spec"])
+    desired = cronjob.desired_cronjob("iris", namespace, created["metadata"]["uid"], spec, served_version="iris-v1",
+                                      artifact_uri=artifact, node_selector=RUNTIME_LABEL,
+                                      tolerations=[RUNTIME_TOLERATION])
+    cluster.kubectl_run("apply", "--server-side", "-f", "-", input=json.dumps(desired))
+    cluster.kubectl_run("create", "job", "--from=cronjob/iris-drift", "iris-drift-manual", "-n", namespace)
+
+    job = wait_for(lambda: (j := get_json(cluster, "job", "iris-drift-manual", "-n", namespace))
+                   and drift_status.latest_finished_job([j]), "the drift Job to finish", timeout=300)
+    pods = get_json(cluster, "pods", "-n", namespace, "-l", "job-name=iris-drift-manual")["items"]
+    seen = drift_status.observe(None, job, pods, spec.monitoring.drift.method)
+    assert seen.drift["result"] == "DriftDetected", seen.drift["message"]
+    assert sorted(seen.drift["driftedFeatures"]) == ["c", "x1"] and seen.drift["windowRows"] == 2000
+    named = seen.condition["message"].removeprefix("drifted: ").split(";")[0].split(", ")
+    assert seen.condition["status"] == "True" and sorted(named) == ["c", "x1"]
+    assert seen.drift["reportUri"].startswith(f"s3://{bucket}/requests/{namespace}/iris/drift/")
+    assert b"data:image/png;base64," in read(minio, seen.drift["reportUri"])
+    assert drift_status.latest_finished_job(
+        get_json(cluster, "jobs", "-n", namespace, "-l", cronjob.job_selector("iris"))["items"]) is not None
