@@ -8,8 +8,8 @@ is added batch by batch, so memory does not grow with the window.
 When the reference has at most CUT_LIMIT distinct values, every one of them is a cut and the statistics
 are the ones scipy computes on the raw data: KS (statistic and p-value), chi², Z and Jensen-Shannon on
 value counts exactly, Wasserstein exactly unless the two CDFs cross between two neighbouring reference
-values. A larger reference is cut at CUT_LIMIT quantiles; the statistics are then exact at the cuts and
-interpolated between them (an error of at most about 1/CUT_LIMIT of the reference's mass).
+values. A larger reference is cut at its quantiles (every 1/CUT_LIMIT, finer in the tails); the statistics
+are then exact at the cuts and approximate between them (within about 1/CUT_LIMIT of the reference's mass).
 
 `auto` picks a method per column the way Evidently's DataDriftPreset does by default
 (evidently.legacy.calculations.stattests.registry._get_default_stattest): with at most 1,000 reference
@@ -55,12 +55,16 @@ _WASSERSTEIN_MIN_STD = 0.001
 
 
 def cut_points(values: np.ndarray, limit: int = CUT_LIMIT) -> np.ndarray:
-    """The reference's distinct values if there are at most `limit`, else `limit`+1 of its quantiles
-    (data values, so the extremes are cuts and nothing of the reference lies outside them)."""
+    """The reference's distinct values if there are at most `limit`, else its quantiles at every 1/limit and
+    every 1/(100 limit) in the outer 0.5% (data values, so the extremes are cuts and nothing of the
+    reference lies outside them)."""
     distinct = np.unique(values)
     if distinct.size <= limit:
         return distinct
-    return np.unique(np.quantile(values, np.linspace(0.0, 1.0, limit + 1), method="inverted_cdf"))
+    # Finer in the outer 0.5% on each side, where a heavy tail's few values spread over most of the range.
+    tails = np.linspace(0.0, 0.005, 51)
+    levels = np.concatenate([np.linspace(0.0, 1.0, limit + 1), tails, 1.0 - tails])
+    return np.unique(np.quantile(values, levels, method="inverted_cdf"))
 
 
 def psi_edges(values: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Per feature: count, mean, std, min, max, the PSI bins (quantile edges with the training counts in each)
 and a `sketch` (mlcycle.drift.stats.Sketch: every distinct value up to 1,000 of them with its count, or
-1,001 quantile cut points with the counts and sums between them), so the checker reproduces KS, chi²,
+about 1,100 quantile cut points with the counts and sums between them), so the checker reproduces KS, chi²,
 Wasserstein and Jensen-Shannon on the full training column without the data. Plus a bounded, seeded
 random sample of raw rows. The trainer writes the profile as reference_profile.json next to the model.
 

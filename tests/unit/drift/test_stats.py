@@ -45,7 +45,7 @@ def test_ks_on_a_quantile_sketch_is_within_a_thousandth():
     assert result.value == pytest.approx(sps.ks_2samp(BIG_REF, BIG_CUR).statistic, abs=1e-3)
 
 
-@pytest.mark.parametrize(("reference", "current", "rel"), [(SMALL_REF, SHIFTED, 2e-3), (BIG_REF, BIG_CUR, 2e-2)],
+@pytest.mark.parametrize(("reference", "current", "rel"), [(SMALL_REF, SHIFTED, 2e-3), (BIG_REF, BIG_CUR, 1e-2)],
                          ids=["exact", "quantiles"])
 def test_wasserstein_is_scipys_normalised_by_the_reference_std(reference, current, rel):
     result = stats.wasserstein(*sketches(reference, current))

@@ -18,7 +18,7 @@ def test_reference_profile_has_bins_counts_a_sketch_and_a_bounded_seeded_sample(
     f1 = doc["features"]["f1"]
     assert len(f1["edges"]) == 11 and sum(f1["counts"]) == 1500
     assert max(f1["counts"]) - min(f1["counts"]) <= 1  # equal-frequency bins
-    assert f1["sketch"]["count"] == 1500 and not f1["sketch"]["exact"] and len(f1["sketch"]["cuts"]) == 1001
+    assert f1["sketch"]["count"] == 1500 and not f1["sketch"]["exact"] and 1001 <= len(f1["sketch"]["cuts"]) <= 1101
     assert len(doc["sample"]["rows"]) == 1000 and doc["sample"]["columns"] == ["f1", "f2"]
     assert doc["label"] == {"classes": ["a", "b"], "counts": [int((labels == "a").sum()), int((labels == "b").sum())]}
     again = profile.reference_profile(features, ["f1", "f2"], labels=labels, classes=["a", "b"], seed=7)
