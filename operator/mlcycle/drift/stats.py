@@ -74,23 +74,16 @@ def psi_edges(values: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
     return np.repeat(edges, 2) if edges.size == 1 else edges
 
 
-def psi_bin_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts of `values` in the bins [e_i, e_i+1); values outside [min, max] count in the first or last."""
-    index = np.searchsorted(edges[1:-1], values, side="right")
-    return np.bincount(index, minlength=len(edges) - 1)
-
-
 @dataclass
 class Sketch:
     """A bounded summary of a column on fixed cut points (see the module doc); `add` a batch at a time."""
 
-    cuts: np.ndarray  # sorted distinct float64, K of them
+    cuts: np.ndarray  # sorted distinct float64, K of them, the PSI edges among them
     edges: np.ndarray  # the reference's PSI bin edges
-    exact: bool  # the cuts are every distinct reference value
+    exact: bool  # every distinct reference value is a cut
     at: np.ndarray = field(default=None)  # int64 [K]: values equal to each cut
     cells: np.ndarray = field(default=None)  # int64 [K+1]: values between cuts (cell 0 below the first, K above)
     cell_sums: np.ndarray = field(default=None)  # float64 [K+1]: their sum
-    bins: np.ndarray = field(default=None)  # int64: values in each PSI bin
     count: int = 0
     mean: float = 0.0
     m2: float = 0.0  # sum of squared deviations from the mean
@@ -105,7 +98,6 @@ class Sketch:
         self.at = np.zeros(k, np.int64) if self.at is None else self.at
         self.cells = np.zeros(k + 1, np.int64) if self.cells is None else self.cells
         self.cell_sums = np.zeros(k + 1, np.float64) if self.cell_sums is None else self.cell_sums
-        self.bins = np.zeros(len(self.edges) - 1, np.int64) if self.bins is None else self.bins
         if not self.exact:
             self.others = None  # a continuous reference: every current value counts as "many values"
 
@@ -116,8 +108,10 @@ class Sketch:
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             raise ValueError("cannot summarise a column without finite values")
+        edges = psi_edges(finite)
         cuts = cut_points(finite)
-        sketch = cls(cuts, psi_edges(finite), exact=cuts.size == np.unique(finite).size)
+        exact = cuts.size == np.unique(finite).size
+        sketch = cls(np.union1d(cuts, edges), edges, exact)  # PSI bins are then sums of cells
         sketch.add(values)
         return sketch
 
@@ -133,27 +127,30 @@ class Sketch:
         if x.size == 0:
             return
         k = self.cuts.size
+        x = np.sort(x)  # searchsorted is several times faster on sorted keys, and order does not matter here
         index = np.searchsorted(self.cuts, x, side="left")
         equal = self.cuts[np.minimum(index, k - 1)] == x
-        self.at += np.bincount(index[equal], minlength=k)
-        between = ~equal
-        cell = index[between]
-        self.cells += np.bincount(cell, minlength=k + 1)
-        self.cell_sums += np.bincount(cell, weights=x[between], minlength=k + 1)
-        self.bins += psi_bin_counts(x, self.edges)
-        self._add_others(x[between])
+        # One slot per cell and per cut: 2i for the cell below cut i, 2i+1 for cut i itself.
+        slot = 2 * index + equal
+        counts = np.bincount(slot, minlength=2 * k + 1)
+        self.at += counts[1::2]
+        self.cells += counts[0::2]
+        self.cell_sums += np.bincount(slot, weights=x, minlength=2 * k + 1)[0::2]
+        if self.others is not None:
+            self._add_others(x[~equal])
         # Chan et al.'s pairwise update keeps the variance accurate over many batches.
-        n, mean, m2 = x.size, float(x.mean()), float(((x - x.mean()) ** 2).sum())
+        n, mean = x.size, float(x.mean())
+        m2 = float(np.square(x - mean).sum())
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.count * n / total
         self.count = total
-        self.minimum = min(self.minimum, float(x.min()))
-        self.maximum = max(self.maximum, float(x.max()))
+        self.minimum = min(self.minimum, float(x[0]))
+        self.maximum = max(self.maximum, float(x[-1]))
 
     def _add_others(self, x: np.ndarray) -> None:
-        if self.others is None or x.size == 0:
+        if x.size == 0:
             return
         if np.unique(x[: 64 * FEW_VALUES]).size > FEW_VALUES:  # cheap early exit for a continuous column
             self.others = None
@@ -174,6 +171,11 @@ class Sketch:
     def below(self) -> np.ndarray:
         """Count of values strictly below each cut."""
         return np.cumsum(self.cells[:-1]) + np.concatenate([[0], np.cumsum(self.at[:-1])])
+
+    def psi_counts(self) -> np.ndarray:
+        """Values in each PSI bin [e_i, e_i+1); values outside [min, max] count in the first or last."""
+        below = self.below()[np.searchsorted(self.cuts, self.edges[1:-1])]
+        return np.diff(np.concatenate([[0], below, [self.count]]))
 
     def support(self) -> np.ndarray:
         """Mask of the cuts that hold reference values (meaningful on an exact reference)."""
@@ -198,7 +200,6 @@ class Sketch:
             "cells": self.cells.tolist(),
             "cellSums": self.cell_sums.tolist(),
             "edges": self.edges.tolist(),
-            "bins": self.bins.tolist(),
             "count": self.count,
             "mean": self.mean,
             "m2": self.m2,
@@ -215,7 +216,6 @@ class Sketch:
             at=np.asarray(doc["at"], np.int64),
             cells=np.asarray(doc["cells"], np.int64),
             cell_sums=np.asarray(doc["cellSums"], np.float64),
-            bins=np.asarray(doc["bins"], np.int64),
             count=int(doc["count"]),
             mean=float(doc["mean"]),
             m2=float(doc["m2"]),
@@ -265,8 +265,8 @@ class Statistic:
 
 def psi(reference: Sketch, current: Sketch) -> Statistic:
     """Population stability index on the reference's quantile bins (empty bins count as 1e-4)."""
-    e = np.clip(reference.bins / max(reference.bins.sum(), 1), _PSI_EPSILON, None)
-    a = np.clip(current.bins / max(current.bins.sum(), 1), _PSI_EPSILON, None)
+    e = np.clip(reference.psi_counts() / max(reference.count, 1), _PSI_EPSILON, None)
+    a = np.clip(current.psi_counts() / max(current.count, 1), _PSI_EPSILON, None)
     return Statistic(float(np.sum((a - e) * np.log(a / e))))
 
 
@@ -305,7 +305,7 @@ def chi2(reference: Sketch, current: Sketch) -> Statistic:
         if cur[-1] == 0:
             ref, cur = ref[:-1], cur[:-1]
     else:
-        ref, cur = reference.bins.astype(np.float64), current.bins.astype(np.float64)
+        ref, cur = reference.psi_counts().astype(np.float64), current.psi_counts().astype(np.float64)
     expected = ref * (current.count / reference.count)
     if np.any((expected == 0) & (cur > 0)):
         return Statistic(math.inf, 0.0)

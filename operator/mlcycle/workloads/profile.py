@@ -29,7 +29,7 @@ def numeric_profile(values: np.ndarray) -> dict[str, Any]:
     sketch = Sketch.of_reference(values)
     return {
         "edges": sketch.edges.tolist(),
-        "counts": sketch.bins.tolist(),
+        "counts": sketch.psi_counts().tolist(),
         "count": int(values.size),
         "mean": float(values.mean()),
         "std": float(values.std()),
@@ -74,21 +74,13 @@ def reference_profile(
 
 def reference_sketches(profile: Mapping[str, Any]) -> dict[str, Sketch]:
     """The sketch of every feature of a profile. A version 1 profile has none: its sketch is built from
-    the sample (all rows when the training set was no larger than the sample), with the stored PSI bins
-    of the full training set."""
+    the sample (all rows when the training set was no larger than the sample)."""
     features = profile.get("features") or {}
     if all("sketch" in f for f in features.values()):
         return {name: Sketch.from_json(f["sketch"]) for name, f in features.items()}
     sample = profile.get("sample") or {}
     columns = list(sample.get("columns") or [])
     rows = np.asarray(sample.get("rows") or [], dtype=np.float64).reshape(-1, len(columns))
-    sketches = {}
-    for name, f in features.items():
-        if name not in columns or rows.shape[0] == 0:
-            continue
-        sketch = Sketch.of_reference(rows[:, columns.index(name)])
-        sketch.edges = np.asarray(f["edges"], np.float64)
-        sketch.bins = np.asarray(f["counts"], np.int64)
-        sketches[name] = sketch
-    return sketches
+    return {name: Sketch.of_reference(rows[:, columns.index(name)])
+            for name in features if name in columns and rows.shape[0]}
 
