@@ -16,6 +16,7 @@ from mlcycle.drift.stats import DISCRETE_JS_LIMIT, DatasetResult, FeatureResult,
 REFERENCE_COLOR = "#4C78A8"
 CURRENT_COLOR = "#F58518"
 _HIST_BINS = 40
+CHART_LIMIT = 60  # charts per page (drifted features first); report.json has every feature
 _RESULT_STYLE = {  # result -> (banner colour, words)
     "DriftDetected": ("#c0392b", "Drift detected"),
     "NoDrift": ("#2e7d32", "No drift"),
@@ -224,7 +225,7 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
             "<table><tr><th>Feature</th><th>Method</th><th>Statistic</th><th>p-value</th><th>Threshold</th>"
             f"<th>Drift</th></tr>{rows}</table><div class='cards'>"
         )
-        for f in order:
+        for f in order[:CHART_LIMIT]:
             entry = features[f]
             png = base64.b64encode(chart_png(f, entry, charts[f])).decode()
             ref, cur = entry["reference"], entry["current"]
@@ -238,6 +239,9 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
                 f"<table><tr><th></th><th>reference</th><th>current</th></tr>{stats_rows}</table></div>"
             )
         parts.append("</div>")
+        if len(order) > CHART_LIMIT:
+            parts.append(f"<p class='sub'>Charts of {len(order) - CHART_LIMIT} more features are left out; "
+                         "report.json beside this page has all of them.</p>")
     parts.append(
         "<footer>mlcycle drift. p-value tests (ks, chi2, z) drift when p falls below the threshold; distances "
         "(psi, wasserstein normalised by the reference's standard deviation, jensenshannon) when they reach it. "

@@ -54,3 +54,16 @@ def report_fetches(page: str) -> list[str]:
 
 def test_infinite_statistics_are_written_as_strings_in_json():
     assert report._number(float("inf")) == "inf" and report._number(0.5) == 0.5 and report._number(None) is None
+
+
+def test_a_page_charts_at_most_chart_limit_features_drifted_first(monkeypatch):
+    rng = np.random.default_rng(2)
+    refs, curs = {}, {}
+    for name, shift in {"a_calm": 0.0, "b_shifted": 2.0}.items():
+        refs[name], curs[name] = sketches(rng.normal(size=2000), rng.normal(shift, 1, 900))
+    result = stats.compare_all(refs, curs, ["a_calm", "b_shifted"])
+    doc = report.report_document(result="NoDrift", message="", check_time="t", context={}, dataset=result,
+                                 references=refs, currents=curs)
+    monkeypatch.setattr(report, "CHART_LIMIT", 1)
+    page = report.render_html(doc, {f: report.distribution(refs[f], curs[f]) for f in refs})
+    assert page.count("<img") == 1 and "alt='b_shifted" in page and "Charts of 1 more features" in page
