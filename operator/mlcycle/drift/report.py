@@ -29,11 +29,11 @@ _RESULT_STYLE = {  # result -> (banner colour, words)
 def feature_entry(result: FeatureResult, reference: Sketch, current: Sketch) -> dict[str, Any]:
     return {
         "method": result.method,
-        "statistic": _number(result.statistic),
-        "pValue": _number(result.p_value),
+        "statistic": json_number(result.statistic),
+        "pValue": json_number(result.p_value),
         "threshold": result.threshold,
         "drifted": result.drifted,
-        "score": _number(result.score),
+        "score": result.score,
         "reference": {**reference.summary(), "exact": reference.exact},
         "current": current.summary(),
     }
@@ -53,7 +53,7 @@ def report_document(
     doc: dict[str, Any] = {"result": result, "message": message, "checkTime": check_time, **context}
     if dataset is not None and references is not None and currents is not None:
         doc |= {
-            "score": _number(dataset.score),
+            "score": dataset.score,
             "share": dataset.share,
             "driftShare": dataset.drift_share,
             "driftedFeatures": dataset.drifted,
@@ -64,7 +64,7 @@ def report_document(
     return doc
 
 
-def _number(value: float | None) -> float | str | None:
+def json_number(value: float | None) -> float | str | None:
     """JSON has no infinity: write it as a string."""
     if value is None or np.isfinite(value):
         return value

@@ -37,7 +37,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -235,7 +235,6 @@ class Window:
     files: int = 0
     first: Any = None  # earliest and latest timestamp seen
     last: Any = None
-    columns: list[str] = field(default_factory=list)
 
     def add(self, table: pa.Table) -> None:
         for name, sketch in self.sketches.items():
@@ -434,11 +433,11 @@ def result_document(found: Check, check_time: datetime, report_uri: str | None) 
     if found.dataset is not None:
         d = found.dataset
         doc |= {
-            "score": report._number(d.score),
+            "score": d.score,
             "share": d.share,
             "driftShare": d.drift_share,
             "driftedFeatures": d.drifted,
-            "features": {f.feature: {"method": f.method, "score": report._number(f.score), "drifted": f.drifted}
+            "features": {f.feature: {"method": f.method, "score": f.score, "drifted": f.drifted}
                          for f in d.features},
         }
     return doc

@@ -53,7 +53,8 @@ def report_fetches(page: str) -> list[str]:
 
 
 def test_infinite_statistics_are_written_as_strings_in_json():
-    assert report._number(float("inf")) == "inf" and report._number(0.5) == 0.5 and report._number(None) is None
+    assert report.json_number(float("inf")) == "inf" and report.json_number(0.5) == 0.5
+    assert report.json_number(None) is None
 
 
 def test_a_page_charts_at_most_chart_limit_features_drifted_first(monkeypatch):
