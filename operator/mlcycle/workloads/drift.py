@@ -213,12 +213,17 @@ def _floats(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
 
 
 def log_files(storage, logs: str) -> list[tuple[str, str]]:
-    """The Parquet files under the logs prefix, newest first: by their <date>/<hour>/ folders, then by
-    when they were written."""
+    """(bucket, key) of the Parquet files under the logs prefix, newest first."""
     bucket, prefix = s3.parse_s3_uri(logs)
-    found = [(k, modified) for k, modified, _ in s3.list_objects(storage, bucket, prefix) if k.endswith(".parquet")]
+    return [(bucket, key) for key in newest_first(s3.list_objects(storage, bucket, prefix))]
+
+
+def newest_first(objects: Iterable[tuple[str, datetime, int]]) -> list[str]:
+    """Keys of the .parquet objects, newest first: by their <YYYY-MM-DD>/<HH>/ folder (the hour the agent
+    logged them in), then by when they were written, then by name."""
+    found = [(key, modified) for key, modified, _ in objects if key.endswith(".parquet")]
     found.sort(key=lambda item: (item[0].rsplit("/", 1)[0], item[1], item[0]), reverse=True)
-    return [(bucket, k) for k, _ in found]
+    return [key for key, _ in found]
 
 
 def feature_columns(schema: pa.Schema) -> list[str]:

@@ -2,6 +2,7 @@
 
 import io
 import json
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -94,3 +95,17 @@ def test_log_metadata_and_outputs_are_not_features():
     schema = pa.schema([("x1", pa.float32()), ("request_id", pa.string()), ("timestamp", pa.timestamp("us")),
                         ("output__0", pa.float32()), ("latency_ms", pa.float64())])
     assert drift.feature_columns(schema) == ["x1"]
+
+
+def test_log_files_are_read_newest_hour_first_then_newest_written_first():
+    t = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+    objects = [
+        (f"{LOGS}2026-11-26/19/zzz.parquet", t, 1),
+        (f"{LOGS}2026-11-26/20/aaa.parquet", t + timedelta(minutes=1), 1),
+        (f"{LOGS}2026-11-26/20/bbb.parquet", t, 1),
+        (f"{LOGS}2026-11-25/23/x.parquet", t + timedelta(days=1), 1),  # an old hour written late still comes last
+        (f"{LOGS}2026-11-26/20/_tmp.json", t + timedelta(hours=1), 1),
+    ]
+    assert [k.removeprefix(LOGS) for k in drift.newest_first(objects)] == [
+        "2026-11-26/20/aaa.parquet", "2026-11-26/20/bbb.parquet", "2026-11-26/19/zzz.parquet",
+        "2026-11-25/23/x.parquet"]
