@@ -1,5 +1,6 @@
 """Small builders of API objects for tests."""
 
+from mlcycle.api.inferenceservice import InferenceServiceSpec
 from mlcycle.api.trainingjob import TrainingJobSpec
 
 
@@ -11,3 +12,15 @@ def trainingjob_spec(**overrides) -> TrainingJobSpec:
         "storage": {"secretRef": {"name": "s3-creds"}},
     }
     return TrainingJobSpec.model_validate(base | overrides)
+
+
+def inferenceservice_spec(**overrides) -> InferenceServiceSpec:
+    """A served alias with request logging, an hourly drift check and an automatic retrain."""
+    base = {
+        "model": {"name": "iris", "alias": "production"},
+        "logging": {"destination": "s3://logs/requests"},
+        "monitoring": {"drift": {"schedule": "@hourly", "windowSize": 500}},
+        "retrain": {"policy": "Auto", "cooldown": "24h", "template": trainingjob_spec().to_api()},
+        "storage": {"secretRef": {"name": "s3-creds"}},
+    }
+    return InferenceServiceSpec.model_validate(base | overrides)

@@ -9,6 +9,34 @@ RECONCILES = Counter("mlcycle_reconcile_total", "Reconciles by kind and result",
 RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent in one reconcile", ["kind"])
 TRAINING_TRANSITIONS = Counter("mlcycle_trainingjob_transitions_total", "TrainingJob phase transitions",
                                ["phase"])
+_DRIFT_LABELS = ["namespace", "inferenceservice", "feature"]
+DRIFT_SCORE = Gauge("mlcycle_drift_score",
+                    "Last drift check's score per feature: the distance, or 1 - p-value for a test", _DRIFT_LABELS)
+DRIFT_DETECTED = Gauge("mlcycle_drift_detected", "1 when the feature drifted in the last drift check, else 0",
+                       _DRIFT_LABELS)
+# Alert on stale checks with `time() - mlcycle_drift_last_check_timestamp_seconds > ...`.
+DRIFT_LAST_CHECK = Gauge("mlcycle_drift_last_check_timestamp_seconds",
+                         "Unix time of the last finished drift check", ["namespace", "inferenceservice"])
+_drift_features: dict[tuple[str, str], set[str]] = {}
+
+
+def record_drift(namespace: str, isvc: str, check_time: float, scores: dict[str, tuple[float, bool]]) -> None:
+    """The gauges of one drift check (`scores`: feature -> (score, drifted)); features no longer checked
+    lose their series."""
+    for gone in _drift_features.get((namespace, isvc), set()) - set(scores):
+        DRIFT_SCORE.remove(namespace, isvc, gone)
+        DRIFT_DETECTED.remove(namespace, isvc, gone)
+    for feature, (score, drifted) in scores.items():
+        DRIFT_SCORE.labels(namespace, isvc, feature).set(score)
+        DRIFT_DETECTED.labels(namespace, isvc, feature).set(1 if drifted else 0)
+    _drift_features[(namespace, isvc)] = set(scores)
+    DRIFT_LAST_CHECK.labels(namespace, isvc).set(check_time)
+
+
+def forget_drift(namespace: str, isvc: str) -> None:
+    """Drop a deleted InferenceService's drift series."""
+    record_drift(namespace, isvc, 0.0, {})
+    DRIFT_LAST_CHECK.remove(namespace, isvc)
 
 
 ROLLOUT_WEIGHT = Gauge("mlcycle_rollout_weight", "Percent of requests the rollout candidate receives",

@@ -251,6 +251,22 @@ INVALID = {
         edited(ISVC, spec__monitoring__drift__reference="gs://ref/x.csv"),
         ["spec.monitoring.drift.reference"],
     ),
+    "isvc-drift-threshold-with-auto": (
+        edited(ISVC, spec__monitoring__drift__threshold=0.2),
+        ["spec.monitoring.drift.threshold", "threshold needs an explicit method"],
+    ),
+    "isvc-drift-ks-threshold-not-a-p-value": (
+        edited(ISVC, spec__monitoring__drift__method="ks", spec__monitoring__drift__threshold=2),
+        ["spec.monitoring.drift.threshold", "threshold is a p-value"],
+    ),
+    "isvc-drift-unknown-method": (
+        edited(ISVC, spec__monitoring__drift__method="kl"),
+        ["spec.monitoring.drift.method"],
+    ),
+    "isvc-drift-share-above-one": (
+        edited(ISVC, spec__monitoring__drift__driftShare=1.5),
+        ["spec.monitoring.drift.driftShare"],
+    ),
     "isvc-drift-without-logging": (edited(ISVC, spec__logging=DELETE), ["spec.monitoring.drift needs spec.logging"]),
     "isvc-sample-rate-above-one": (edited(ISVC, spec__logging__sampleRate=1.5), ["spec.logging.sampleRate"]),
     "isvc-log-destination-not-s3": (edited(ISVC, spec__logging__destination="/tmp/logs"), ["spec.logging.destination"]),

@@ -4,7 +4,7 @@ automatic retraining."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
@@ -234,24 +234,86 @@ class Logging(ApiModel):
     destination: S3Uri = Field(description="S3 URI prefix the request logs are written under.")
 
 
+DriftMethod = Literal["auto", "psi", "ks", "chi2", "wasserstein", "jensenshannon"]
+DRIFT_METHODS: tuple[str, ...] = get_args(DriftMethod)
+# The outcome of one drift check (status.drift.result and the check's termination message).
+DriftResult = Literal["NoDrift", "DriftDetected", "InsufficientData", "ReferenceMissing", "Failed"]
+DRIFT_RESULTS: tuple[str, ...] = get_args(DriftResult)
+DRIFT_DETECTED = "DriftDetected"  # also the condition type
+RETRAIN_TRIGGERED = "RetrainTriggered"  # condition type
+# A new value of this annotation asks for one retrain (any policy), e.g. the current time.
+RETRAIN_REQUESTED_ANNOTATION = "mlcycle.io/retrain-requested"
+# Labels and annotation a retrain's TrainingJob carries, for lineage.
+INFERENCESERVICE_LABEL = "mlcycle.io/inferenceservice"
+DRIFT_REPORT_LABEL = "mlcycle.io/drift-report"  # the report's id (its timestamp folder)
+DRIFT_REPORT_ANNOTATION = "mlcycle.io/drift-report-uri"
+
+
 class Drift(ApiModel):
-    """A scheduled check of the logged inputs against reference data."""
+    """A scheduled check of the logged inputs of the served version against reference data, run as the
+    CronJob `<name>-drift` (`mlcycle drift`)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.threshold) || self.method != 'auto'",
+                "threshold needs an explicit method: with method auto each column uses its method's default "
+                "(p < 0.05 for ks/chi2/z, distance >= 0.1 for wasserstein/jensenshannon)",
+                ".threshold",
+            ),
+            rule(
+                "!has(self.threshold) || !(self.method in ['ks', 'chi2']) || self.threshold < 1.0",
+                "for ks and chi2, threshold is a p-value: a feature drifts when p falls below it (e.g. 0.05)",
+                ".threshold",
+            ),
+        )
+    )
 
     schedule: str = Field(
         pattern=CRON_PATTERN, max_length=128, description="Cron schedule (5 fields, UTC) or @hourly, @daily etc."
     )
-    method: Literal["psi", "ks", "chi2"] = Field(
-        "psi",
-        description="Statistic per feature: population stability index, Kolmogorov-Smirnov, chi-squared.",
+    method: DriftMethod = Field(
+        "auto",
+        description=(
+            "Statistic per feature. auto: per column as Evidently's DataDriftPreset does by default (reference "
+            "of at most 1,000 rows: Kolmogorov-Smirnov, or chi-squared / Z-test for categorical columns and "
+            "columns with at most 5 values, drift at p < 0.05; larger references: Wasserstein distance "
+            "normalised by the reference's standard deviation, or Jensen-Shannon distance for those columns, "
+            "drift at >= 0.1). psi: population stability index on the reference's 10 quantile bins; ks: "
+            "Kolmogorov-Smirnov test; chi2: chi-squared test (for categorical columns); wasserstein: normalised "
+            "Wasserstein distance; jensenshannon: Jensen-Shannon distance."
+        ),
     )
-    threshold: float = Field(0.2, gt=0, description="A feature drifts when its statistic exceeds this.")
+    threshold: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Per-feature drift threshold for an explicit method: a p-value for ks and chi2 (drift when p is "
+            "below it; default 0.05), a distance for psi (default 0.2), wasserstein and jensenshannon "
+            "(drift when the distance reaches it; default 0.1). Not allowed with method auto."
+        ),
+    )
+    drift_share: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="The service has drifted when at least this share of the checked features drifted.",
+    )
     reference: str = Field(
         "training",
         max_length=2048,
         pattern=f"^training$|{S3_URI_PATTERN}",
-        description="Reference data: 'training' (the served version's training dataset) or an S3 URI.",
+        description=(
+            "Reference data: 'training' (the reference_profile.json the trainer wrote next to the served "
+            "version's artifact) or an S3 URI of a CSV or Parquet file, or of a prefix holding such files."
+        ),
     )
-    window_size: int = Field(1000, ge=1, description="Most recent logged requests compared to the reference.")
+    window_size: int = Field(
+        1000,
+        ge=1,
+        description="The most recent logged rows of the served version compared with the reference; fewer "
+        "logged rows give the result InsufficientData.",
+    )
     features: list[ShortString] | None = Field(
         None, max_length=4096, description="Features to check; all signature features when omitted."
     )
@@ -328,10 +390,27 @@ class Traffic(ApiModel):
 class DriftStatus(ApiModel):
     """The outcome of the last drift check."""
 
+    result: DriftResult | None = Field(
+        None,
+        description=(
+            "NoDrift; DriftDetected: the drifted share reached driftShare; InsufficientData: too few logged "
+            "rows, no logs yet or a feature missing from the logs (message says which); ReferenceMissing: "
+            "no reference profile or data (message says what); Failed: the check itself failed."
+        ),
+    )
     last_check_time: datetime | None = Field(None, description="When the last check ran.")
-    score: float | None = Field(None, description="Largest per-feature statistic.")
-    drifted_features: list[ShortString] | None = Field(None, description="Features above the threshold.")
-    report_uri: S3Uri | None = Field(None, description="S3 URI of the full report.")
+    job: ShortString | None = Field(None, description="The Job that ran it.")
+    method: DriftMethod | None = Field(None, description="The method asked for (auto picks one per column).")
+    score: float | None = Field(
+        None, description="Largest per-feature drift score: the distance, or 1 - p-value for a test."
+    )
+    share: float | None = Field(None, ge=0, le=1, description="Share of the checked features that drifted.")
+    drifted_features: list[ShortString] | None = Field(
+        None, max_length=4096, description="Features whose statistic crossed their threshold."
+    )
+    window_rows: int | None = Field(None, ge=0, description="Logged rows the check compared.")
+    report_uri: S3Uri | None = Field(None, description="S3 URI of the HTML report (report.json beside it).")
+    message: str | None = Field(None, max_length=4096, description="What the check found, in words.")
 
 
 class RetrainStatus(ApiModel):
@@ -339,6 +418,15 @@ class RetrainStatus(ApiModel):
 
     last_triggered: datetime | None = Field(None, description="When a retrain was last started.")
     training_job_ref: LocalRef | None = Field(None, description="The TrainingJob it created.")
+    reason: Literal["DriftDetected", "Requested"] | None = Field(
+        None, description="DriftDetected (policy Auto) or Requested (the retrain-requested annotation)."
+    )
+    cause: ShortString | None = Field(
+        None, description="What started it: the drift report's id (its UTC time) or the request's value."
+    )
+    last_request: ShortString | None = Field(
+        None, description="The value of the mlcycle.io/retrain-requested annotation last acted on."
+    )
 
 
 class RolloutAnalysisResult(ApiModel):

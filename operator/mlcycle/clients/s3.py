@@ -14,6 +14,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import minio
 import urllib3
@@ -176,6 +177,14 @@ def list_keys(client: minio.Minio, bucket: str, prefix: str) -> list[str]:
     """Every object key under `prefix` (recursively), sorted."""
     with storage_errors(s3_uri(bucket, prefix)):
         return sorted(o.object_name for o in client.list_objects(bucket, prefix=prefix, recursive=True))
+
+
+def list_objects(client: minio.Minio, bucket: str, prefix: str) -> list[tuple[str, datetime, int]]:
+    """(key, last modified, size) of every object under `prefix` (recursively), sorted by key."""
+    with storage_errors(s3_uri(bucket, prefix)):
+        found = [(o.object_name, o.last_modified, o.size)
+                 for o in client.list_objects(bucket, prefix=prefix, recursive=True)]
+    return sorted(found)
 
 
 def upload_bytes(

@@ -24,6 +24,11 @@ def signature_uri(artifact_uri: str) -> str:
     return artifact_uri.rsplit("/", 1)[0] + "/signature.json"
 
 
+def profile_uri(artifact_uri: str) -> str:
+    """The trainer writes reference_profile.json (what drift checks compare with) next to the model file."""
+    return artifact_uri.rsplit("/", 1)[0] + "/reference_profile.json"
+
+
 def desired_model_version(tj_name: str, namespace: str, uid: str, spec: TrainingJobSpec, status: dict,
                           version: int, signature: dict | None) -> dict:
     reg = spec.register_model

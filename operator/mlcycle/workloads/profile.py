@@ -1,53 +1,41 @@
-"""The reference profile of a training set, and the drift statistics computed against it.
+"""The reference profile of a training set: what a drift check compares logged requests with.
 
-The profile holds, per feature, quantile bin edges with the training counts in each bin (for PSI) and a
-bounded, seeded random sample of raw rows (for KS). Pure functions on numpy arrays; the trainer writes
-the profile as reference_profile.json and the drift checker reads it back.
+Per feature: count, mean, std, min, max, the PSI bins (quantile edges with the training counts in each)
+and a `sketch` (mlcycle.drift.stats.Sketch: every distinct value up to 1,000 of them with its count, or
+about 1,100 quantile cut points with the counts and sums between them), so the checker reproduces KS, chi²,
+Wasserstein and Jensen-Shannon on the full training column without the data. Plus a bounded, seeded
+random sample of raw rows. The trainer writes the profile as reference_profile.json next to the model.
+
+Version 1 profiles (no sketch) are still read: their sketches are rebuilt from the sample.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-PROFILE_VERSION = 1
-DEFAULT_BINS = 10
+from mlcycle.drift.stats import Sketch
+
+PROFILE_VERSION = 2
 DEFAULT_SAMPLE_SIZE = 1000
 
 
-def quantile_edges(values: np.ndarray, bins: int = DEFAULT_BINS) -> list[float]:
-    """Edges of `bins` equal-frequency bins: min, the inner quantiles, max. Repeated quantiles (few
-    distinct values) collapse, so there may be fewer bins; a constant column has edges [c, c]."""
+def numeric_profile(values: np.ndarray) -> dict[str, Any]:
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         raise ValueError("cannot profile an empty column")
-    edges = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    if edges.size == 1:
-        edges = np.repeat(edges, 2)
-    return [float(e) for e in edges]
-
-
-def bin_counts(values: np.ndarray, edges: Sequence[float]) -> list[int]:
-    """How many `values` fall in each bin [e_i, e_i+1); the last bin includes the max, and values outside
-    [min, max] count in the first or last bin, so new data can be binned with the training edges."""
-    inner = np.asarray(edges[1:-1], dtype=np.float64)
-    index = np.searchsorted(inner, np.asarray(values, dtype=np.float64), side="right")
-    return [int(c) for c in np.bincount(index, minlength=len(edges) - 1)]
-
-
-def numeric_profile(values: np.ndarray, bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    values = np.asarray(values, dtype=np.float64)
-    edges = quantile_edges(values, bins)
+    sketch = Sketch.of_reference(values)
     return {
-        "edges": edges,
-        "counts": bin_counts(values, edges),
+        "edges": sketch.edges.tolist(),
+        "counts": sketch.psi_counts().tolist(),
         "count": int(values.size),
         "mean": float(values.mean()),
         "std": float(values.std()),
         "min": float(values.min()),
         "max": float(values.max()),
+        "sketch": sketch.to_json(),
     }
 
 
@@ -57,7 +45,6 @@ def reference_profile(
     *,
     labels: Sequence[str] | np.ndarray | None = None,
     classes: Sequence[str] | None = None,
-    bins: int = DEFAULT_BINS,
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -72,8 +59,7 @@ def reference_profile(
     profile: dict[str, Any] = {
         "version": PROFILE_VERSION,
         "rows": rows,
-        "bins": bins,
-        "features": {name: numeric_profile(features[:, i], bins) for i, name in enumerate(feature_names)},
+        "features": {name: numeric_profile(features[:, i]) for i, name in enumerate(feature_names)},
         "sample": {"columns": list(feature_names), "rows": features[sample].tolist()},
     }
     if labels is not None:
@@ -82,26 +68,19 @@ def reference_profile(
             counts = [int((label_array == c).sum()) for c in classes]
             profile["label"] = {"classes": list(classes), "counts": counts}
         else:
-            profile["label"] = numeric_profile(np.asarray(labels, dtype=np.float64), bins)
+            profile["label"] = numeric_profile(np.asarray(labels, dtype=np.float64))
     return profile
 
 
-def psi(expected_counts: Sequence[int], actual_counts: Sequence[int], epsilon: float = 1e-4) -> float:
-    """Population stability index between two histograms over the same bins (empty bins get `epsilon`)."""
-    expected = np.asarray(expected_counts, dtype=np.float64)
-    actual = np.asarray(actual_counts, dtype=np.float64)
-    if expected.shape != actual.shape:
-        raise ValueError(f"histograms differ in bins: {expected.size} vs {actual.size}")
-    e = np.clip(expected / max(expected.sum(), 1.0), epsilon, None)
-    a = np.clip(actual / max(actual.sum(), 1.0), epsilon, None)
-    return float(np.sum((a - e) * np.log(a / e)))
+def reference_sketches(profile: Mapping[str, Any]) -> dict[str, Sketch]:
+    """The sketch of every feature of a profile. A version 1 profile has none: its sketch is built from
+    the sample (all rows when the training set was no larger than the sample)."""
+    features = profile.get("features") or {}
+    if all("sketch" in f for f in features.values()):
+        return {name: Sketch.from_json(f["sketch"]) for name, f in features.items()}
+    sample = profile.get("sample") or {}
+    columns = list(sample.get("columns") or [])
+    rows = np.asarray(sample.get("rows") or [], dtype=np.float64).reshape(-1, len(columns))
+    return {name: Sketch.of_reference(rows[:, columns.index(name)])
+            for name in features if name in columns and rows.shape[0]}
 
-
-def ks_statistic(reference: np.ndarray, values: np.ndarray) -> float:
-    """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the two empirical CDFs."""
-    reference = np.sort(np.asarray(reference, dtype=np.float64))
-    values = np.sort(np.asarray(values, dtype=np.float64))
-    points = np.concatenate([reference, values])
-    cdf_ref = np.searchsorted(reference, points, side="right") / reference.size
-    cdf_val = np.searchsorted(values, points, side="right") / values.size
-    return float(np.max(np.abs(cdf_ref - cdf_val)))

@@ -1,0 +1,137 @@
+"""The `<isvc>-drift` CronJob an InferenceService with spec.monitoring.drift wants: it runs `mlcycle drift`
+(the mlcycle image) on the served version's request logs against its reference, on the spec's schedule.
+
+A manual run: `kubectl create job --from=cronjob/<isvc>-drift <name>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from mlcycle import podenv
+from mlcycle.api.base import API_VERSION
+from mlcycle.api.inferenceservice import INFERENCESERVICE_LABEL, KIND, InferenceServiceSpec
+from mlcycle.images import mlcycle_image
+from mlcycle.trainingjob.registration import profile_uri
+
+TERMINATION_LOG = "/dev/termination-log"
+COMPONENT = "drift-check"
+HISTORY_LIMIT = 3  # finished Jobs kept (each), so the last result can be read and a failure looked at
+STARTING_DEADLINE_SECONDS = 600  # a check missed by more than this (operator or cluster down) is skipped
+# The CronJob controller appends an 11-character suffix to Job names, which must stay <= 63 characters.
+_MAX_NAME = 52
+
+
+def cronjob_name(isvc: str) -> str:
+    """`<isvc>-drift`; a long name is cut and given a short hash so it stays unique and deterministic."""
+    name = f"{isvc}-drift"
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(isvc.encode()).hexdigest()[:5]
+    return f"{isvc[: _MAX_NAME - 12].rstrip('-')}-{digest}-drift"
+
+
+def logs_prefix(destination: str, namespace: str, isvc: str, model_version: str) -> str:
+    """Where the serving agent logs a version's requests:
+    <destination>/<namespace>/<isvc>/<modelversion>/<YYYY-MM-DD>/<HH>/<batch-id>.parquet."""
+    return f"{destination.rstrip('/')}/{namespace}/{isvc}/{model_version}/"
+
+
+def reports_prefix(destination: str, namespace: str, isvc: str) -> str:
+    """Drift reports go next to the logs: <destination>/<namespace>/<isvc>/drift/<UTC time>/report.{json,html}."""
+    return f"{destination.rstrip('/')}/{namespace}/{isvc}/drift/"
+
+
+def reference_uri(reference: str, artifact_uri: str) -> str:
+    """`training`: the reference_profile.json next to the served version's artifact; else the URI given."""
+    return profile_uri(artifact_uri) if reference == "training" else reference
+
+
+def job_selector(isvc: str) -> str:
+    """Label selector of the drift Jobs (and their pods) of an InferenceService."""
+    return f"{INFERENCESERVICE_LABEL}={isvc},app.kubernetes.io/component={COMPONENT}"
+
+
+def labels(isvc: str) -> dict:
+    return {INFERENCESERVICE_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle",
+            "app.kubernetes.io/component": COMPONENT}
+
+
+def drift_env(name: str, namespace: str, spec: InferenceServiceSpec, served_version: str, artifact_uri: str,
+              ) -> list[dict]:
+    drift = spec.monitoring.drift
+    destination = spec.logging.destination
+    env = [
+        {"name": "MLCYCLE_DRIFT_LOGS", "value": logs_prefix(destination, namespace, name, served_version)},
+        {"name": "MLCYCLE_DRIFT_REFERENCE", "value": reference_uri(drift.reference, artifact_uri)},
+        {"name": "MLCYCLE_DRIFT_REPORTS", "value": reports_prefix(destination, namespace, name)},
+        {"name": "MLCYCLE_DRIFT_WINDOW", "value": str(drift.window_size)},
+        {"name": "MLCYCLE_DRIFT_METHOD", "value": drift.method},
+        {"name": "MLCYCLE_DRIFT_SHARE", "value": str(drift.drift_share)},
+        {"name": "MLCYCLE_DRIFT_TITLE", "value": f"{namespace}/{name}"},
+        {"name": "MLCYCLE_DRIFT_MODEL_VERSION", "value": served_version},
+        {"name": "MLCYCLE_TERMINATION_LOG", "value": TERMINATION_LOG},
+    ]
+    if drift.threshold is not None:
+        env.append({"name": "MLCYCLE_DRIFT_THRESHOLD", "value": str(drift.threshold)})
+    if drift.features:
+        env.append({"name": "MLCYCLE_DRIFT_FEATURES", "value": json.dumps(list(drift.features))})
+    return env + podenv.storage_env(spec.storage.secret_ref.name)
+
+
+def owner_reference(name: str, uid: str) -> dict:
+    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def desired_cronjob(
+    name: str,
+    namespace: str,
+    uid: str,
+    spec: InferenceServiceSpec,
+    *,
+    served_version: str,
+    artifact_uri: str,
+    node_selector: dict | None = None,
+    tolerations: list[dict] | None = None,
+) -> dict | None:
+    """The drift-check CronJob, or None without spec.monitoring.drift (the caller then deletes it).
+    `served_version` is the ModelVersion receiving traffic and `artifact_uri` its artifact; the pods go
+    where `node_selector`/`tolerations` say (e.g. the local runtime), else anywhere."""
+    if spec.monitoring is None or spec.monitoring.drift is None or spec.logging is None:
+        return None
+    container = {
+        "name": "drift",
+        "image": mlcycle_image(),
+        "command": ["mlcycle", "drift"],
+        "env": drift_env(name, namespace, spec, served_version, artifact_uri),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    pod: dict = {"restartPolicy": "Never", "containers": [container]}
+    if node_selector:
+        pod["nodeSelector"] = dict(node_selector)
+    if tolerations:
+        pod["tolerations"] = list(tolerations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": cronjob_name(name), "namespace": namespace, "labels": labels(name),
+                     "ownerReferences": [owner_reference(name, uid)]},
+        "spec": {
+            "schedule": spec.monitoring.drift.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
+            "successfulJobsHistoryLimit": HISTORY_LIMIT,
+            "failedJobsHistoryLimit": HISTORY_LIMIT,
+            "jobTemplate": {
+                "metadata": {"labels": labels(name)},
+                "spec": {
+                    "backoffLimit": 0,  # a failed check is retried by the next schedule, not at once
+                    "template": {"metadata": {"labels": labels(name)}, "spec": pod},
+                },
+            },
+        },
+    }
