@@ -8,9 +8,6 @@ import hashlib
 import io
 import json
 import os
-import threading
-import urllib.error
-import urllib.request
 import uuid
 
 import numpy as np
@@ -26,6 +23,7 @@ from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
 from modelversion_artifacts import Classifier, torchscript_bytes
+from serving_client import Client, infer_once
 from waiting import wait_for
 
 SIGNATURE = {"inputs": [{"name": "INPUT__0", "dtype": "FP32", "shape": [-1, 4]}],
@@ -134,19 +132,6 @@ def trained(cluster, operator, local_runtime, minio, ns):
     mv = wait_mv(cluster, done["status"]["modelVersionRef"]["name"], ns)
     bucket, key = s3.parse_s3_uri(mv["spec"]["artifact"]["uri"])
     return mv["metadata"]["name"], minio.client().get_object(bucket, key).read()
-
-
-def infer_once(address: str, row: np.ndarray) -> tuple[str | None, int]:
-    """(x-mlcycle-model-version, HTTP status) of one KServe v2 request to the agent at `address`."""
-    body = json.dumps({"inputs": [{"name": "INPUT__0", "shape": [1, 4], "datatype": "FP32",
-                                   "data": [float(v) for v in row]}]}).encode()
-    request = urllib.request.Request(f"http://{address}:{AGENT_PORT}/v2/models/iris/infer", body,
-                                     {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as r:
-            return r.headers.get("x-mlcycle-model-version"), r.status
-    except urllib.error.HTTPError as e:
-        return e.headers.get("x-mlcycle-model-version"), e.code
 
 
 def torch_outputs(artifact: bytes, rows: np.ndarray) -> np.ndarray:
@@ -336,31 +321,6 @@ def test_canary_gets_its_share_by_the_response_header(cluster, ns, minio, traine
     assert 150 <= by_version[v5] <= 250 and by_version[stable] + by_version[v5] == 1000
 
 
-class Client:
-    """Requests through the Service, from the host, re-resolving its backend as the name would; counts."""
-
-    def __init__(self, cluster, service, ns):
-        self.cluster, self.service, self.ns = cluster, service, ns
-        self.codes: list[int] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        i = 0
-        while not self.stop.is_set():
-            address = service_backend(self.cluster, self.service, self.ns)
-            for _ in range(20):
-                if address:
-                    self.codes.append(infer_once(address, ROWS[i % len(ROWS)])[1])
-                    i += 1
-
-    def close(self) -> tuple[int, int]:
-        self.stop.set()
-        self.thread.join(30)
-        return len(self.codes), sum(1 for c in self.codes if c != 200)
-
-
 ROLLOUT = {"steps": [{"weight": 25, "pause": "5s"}, {"weight": 50, "pause": "5s"}],
            "analysis": {"interval": "5s", "successRateMin": 0.95, "failureLimit": 1, "minRequests": 5},
            "progressDeadline": "5m"}
@@ -376,18 +336,20 @@ def test_progressive_rollout_promotes_a_good_version_and_rolls_back_a_broken_one
     apply(cluster, inference_service("progressive", ns, {"name": "iris", "alias": "stage"}, rollout=ROLLOUT))
     wait_for(lambda: isvc_status(cluster, "progressive", ns).get("readyReplicas") == 1, "v6 serving", timeout=300)
 
-    client = Client(cluster, "progressive", ns)
+    client = Client(cluster, "progressive", ns, ROWS)
     v7, _ = register(cluster, minio, ns, 7, Classifier(), aliases=["stage"])
     wait_for(lambda: rollout_of(cluster, ns).get("phase") == "Progressing", "the rollout of v7 to start", timeout=120)
     wait_for(lambda: isvc_status(cluster, "progressive", ns).get("servedModelVersion") == v7 and
              rollout_of(cluster, ns).get("phase") == "Promoted", "v7 promoted", timeout=300)
     sent, failed = client.close()
     reasons = [e["reason"] for e in events_of(cluster, ns, "progressive")]
-    print(f"\npromotion of {v7}: {sent} requests, {failed} failed; events {reasons}")
-    assert failed == 0 and sent > 0
-    assert reasons.count("RolloutStep") == 2 and "RolloutPromoted" in reasons
+    print(f"\npromotion of {v7}: {sent} requests, {failed} failed; events:")
+    for e in sorted(events_of(cluster, ns, "progressive"), key=lambda e: e["metadata"]["creationTimestamp"]):
+        print(f"  {e['metadata']['creationTimestamp']} {e['reason']}: {e['message']}")
+    assert failed == 0 and sent > 0, client.failures()[:10]
+    assert reasons.count("RolloutStep") == 2 and reasons.count("Switched") == 1 and "RolloutPromoted" in reasons
 
-    client = Client(cluster, "progressive", ns)
+    client = Client(cluster, "progressive", ns, ROWS)
     v8, _ = register(cluster, minio, ns, 8, Flaky(), aliases=["stage"])
     aborted = wait_for(lambda: (r := rollout_of(cluster, ns)).get("phase") == "Aborted" and r, "the rollback",
                        timeout=300)

@@ -243,8 +243,7 @@ DRIFT_DETECTED = "DriftDetected"  # also the condition type
 RETRAIN_TRIGGERED = "RetrainTriggered"  # condition type
 # A new value of this annotation asks for one retrain (any policy), e.g. the current time.
 RETRAIN_REQUESTED_ANNOTATION = "mlcycle.io/retrain-requested"
-# Labels and annotation a retrain's TrainingJob carries, for lineage.
-INFERENCESERVICE_LABEL = "mlcycle.io/inferenceservice"
+# Labels and annotation a retrain's TrainingJob carries, for lineage (with ISVC_LABEL).
 DRIFT_REPORT_LABEL = "mlcycle.io/drift-report"  # the report's id (its timestamp folder)
 DRIFT_REPORT_ANNOTATION = "mlcycle.io/drift-report-uri"
 

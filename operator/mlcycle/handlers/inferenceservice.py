@@ -28,6 +28,7 @@ from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.images import mlcycle_image
 from mlcycle.inferenceservice.analysis import Measurement, measure, window
+from mlcycle.inferenceservice.cronjob import cronjob_name, job_selector
 from mlcycle.inferenceservice.deployment import bounded
 from mlcycle.inferenceservice.hpa import hpa_name
 from mlcycle.inferenceservice.rollout import analysis_due
@@ -56,6 +57,7 @@ def on_inferenceservice_event(type, namespace, name, **_):
     if type == "DELETED":
         _reconcile.forget(namespace, name)
         _scrapes.pop((namespace, name), None)
+        metrics.forget_drift(namespace, name)
     else:
         _reconcile(namespace, name)
 
@@ -99,20 +101,29 @@ def _reconcile_once(namespace: str, name: str) -> None:
     selector = f"{ISVC_LABEL}={bounded(name)}"
     deployments = [d for d in kube.list_("apps/v1", "Deployment", namespace, selector)
                    if any(o.get("uid") == uid for o in d["metadata"].get("ownerReferences") or [])]
-    pods = [p for p in kube.list_("v1", "Pod", namespace, selector)
-            if (p["metadata"].get("annotations") or {}).get(ISVC_ANNOTATION) == name]
+    pods = [p for p in kube.list_("v1", "Pod", namespace, selector)  # serving pods: those of a model version
+            if (p["metadata"].get("annotations") or {}).get(ISVC_ANNOTATION) == name
+            and MODEL_VERSION_LABEL in (p["metadata"].get("labels") or {})]
     hpa = None if spec.get("autoscaling") else kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace,
                                                          hpa_name(name))
     canary_service = None if spec.get("canary") or spec.get("rollout") else kube.get(
         "v1", "Service", namespace, service_name(name, canary=True))
+    drift_jobs = kube.list_("batch/v1", "Job", namespace, job_selector(name))
+    drift_pods = kube.list_("v1", "Pod", namespace, job_selector(name)) if drift_jobs else []
+    drift_cronjob = None if (spec.get("monitoring") or {}).get("drift") else kube.get(
+        "batch/v1", "CronJob", namespace, cronjob_name(name))
     now = datetime.now(UTC)
     measurement = _measure(isvc, pods, now)
     result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), now, DRAIN_SECONDS, measurement,
-                  canary_service)
+                  canary_service, drift_jobs, drift_pods, drift_cronjob)
     for obj in result.apply:
         kube.apply(obj)
     for api_version, kind, child in result.delete:
         kube.delete(api_version, kind, namespace, child)
+    if result.create is not None:
+        kube.create(result.create)  # already there (a retry after a crash): fine, status records it below
+    if result.drift_scores is not None:
+        metrics.record_drift(namespace, name, result.drift_check_time, result.drift_scores)
     served = result.status.get("servedModelVersion")
     if served:
         agents.push_split([p for p in pods if _serves(p, served)], result.split)

@@ -11,7 +11,7 @@ import json
 
 from mlcycle import podenv
 from mlcycle.api.base import API_VERSION
-from mlcycle.api.inferenceservice import INFERENCESERVICE_LABEL, KIND, InferenceServiceSpec
+from mlcycle.api.inferenceservice import ISVC_ANNOTATION, ISVC_LABEL, KIND, InferenceServiceSpec
 from mlcycle.images import mlcycle_image
 from mlcycle.trainingjob.registration import profile_uri
 
@@ -50,11 +50,11 @@ def reference_uri(reference: str, artifact_uri: str) -> str:
 
 def job_selector(isvc: str) -> str:
     """Label selector of the drift Jobs (and their pods) of an InferenceService."""
-    return f"{INFERENCESERVICE_LABEL}={isvc},app.kubernetes.io/component={COMPONENT}"
+    return f"{ISVC_LABEL}={isvc},app.kubernetes.io/component={COMPONENT}"
 
 
 def labels(isvc: str) -> dict:
-    return {INFERENCESERVICE_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle",
+    return {ISVC_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle",
             "app.kubernetes.io/component": COMPONENT}
 
 
@@ -130,7 +130,9 @@ def desired_cronjob(
                 "metadata": {"labels": labels(name)},
                 "spec": {
                     "backoffLimit": 0,  # a failed check is retried by the next schedule, not at once
-                    "template": {"metadata": {"labels": labels(name)}, "spec": pod},
+                    # The annotation names the InferenceService in full, so its pods' events reach its reconcile.
+                    "template": {"metadata": {"labels": labels(name), "annotations": {ISVC_ANNOTATION: name}},
+                                 "spec": pod},
                 },
             },
         },

@@ -22,7 +22,7 @@ from mlcycle.api.inferenceservice import (
     DRIFT_DETECTED,
     DRIFT_REPORT_ANNOTATION,
     DRIFT_REPORT_LABEL,
-    INFERENCESERVICE_LABEL,
+    ISVC_LABEL,
     RETRAIN_REQUESTED_ANNOTATION,
     InferenceServiceSpec,
 )
@@ -117,7 +117,7 @@ def desired_training_job(isvc: str, namespace: str, spec: InferenceServiceSpec, 
     """The TrainingJob from spec.retrain.template, labelled with the service and the drift report that
     caused it (lineage: drift report -> training job -> new version -> service). No owner reference: the
     record of a training run, like the version it registers, outlives the service."""
-    labels = {INFERENCESERVICE_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle"}
+    labels = {ISVC_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle"}
     annotations = {}
     if decision.reason == DRIFT_DETECTED and report_id(decision.report_uri):
         labels[DRIFT_REPORT_LABEL] = report_id(decision.report_uri)

@@ -25,14 +25,16 @@ from mlcycle.api.inferenceservice import (
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.inferenceservice import deployment as dep
 from mlcycle.inferenceservice.analysis import Measurement
+from mlcycle.inferenceservice.cronjob import cronjob_name
 from mlcycle.inferenceservice.hpa import desired_hpa, hpa_name
+from mlcycle.inferenceservice.monitoring import monitoring
 from mlcycle.inferenceservice.resolve import resolve
 from mlcycle.inferenceservice.rollout import Observation, next_rollout
 from mlcycle.inferenceservice.service import canary_url, desired_service, service_name, urls
 from mlcycle.inferenceservice.tritonconfig import ServingConfigError, model_layout
 
-# Status fields other parts of the operator own (drift checks, retraining): carried over unchanged.
-CARRIED = ("drift", "retrain", "rollout", "canaryModelVersion")
+# Status fields carried over unless this reconcile recomputes them.
+CARRIED = ("drift", "retrain", "rollout")
 # Container waiting reasons that need a person, as kubelet reports them.
 STUCK_WAITING = ("ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
                  "CreateContainerError")
@@ -60,6 +62,9 @@ class Plan:
     requeue_after: float | None = None  # seconds until something is due (a drain ending, a rollout step)
     split: Split = field(default_factory=Split)  # pushed to the agents of the served version
     clear_action: bool = False  # the rollout-action annotation was acted on: remove it
+    create: dict | None = None  # an object to create once (a retrain's TrainingJob)
+    drift_scores: dict[str, tuple[float, bool]] | None = None  # a drift check just finished: for the metrics
+    drift_check_time: float | None = None
 
     def due_in(self, seconds: float | None) -> None:
         if seconds is not None:
@@ -130,15 +135,15 @@ def _rolled_out(deployment: dict | None, replicas: int) -> bool:
 
 def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[dict], hpa: dict | None,
          image: str, now: datetime, drain_seconds: float, measurement: Measurement | None = None,
-         canary_service: dict | None = None) -> Plan:
+         canary_service: dict | None = None, drift_jobs: list[dict] = (), drift_pods: list[dict] = (),
+         drift_cronjob: dict | None = None) -> Plan:
     """`measurement`: the rollout candidate's requests since the last analysis, when one was due
-    (`analysis_due`). `hpa` and `canary_service`: the objects if they exist, read only when the spec does not
-    want them (so they can be removed)."""
+    (`analysis_due`). `hpa`, `canary_service` and `drift_cronjob`: the objects if they exist, read only when
+    the spec does not want them (so they can be removed). `drift_jobs`/`drift_pods`: the drift checks."""
     meta, old = isvc["metadata"], isvc.get("status") or {}
     name, namespace, uid, generation = meta["name"], meta["namespace"], meta["uid"], meta.get("generation")
     out = Plan()
     status: dict = {k: old[k] for k in CARRIED if k in old} | {"observedGeneration": generation}
-    status.pop("canaryModelVersion", None)
     try:
         spec = InferenceServiceSpec.model_validate(isvc["spec"])
     except ValidationError as e:
@@ -200,7 +205,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
             out.clear_action = decision.action_done
             if served is None:
                 served = target  # the first version goes straight in
-            elif decision.promoted:
+            elif rolling and decision.promoted:
                 switched_from, served = served, target
             elif rolling and decision.status is not None and decision.status.phase in ("Progressing", "Paused"):
                 candidate, weight = target, decision.weight
@@ -245,6 +250,17 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
             out.split = Split(canary_url(name, namespace), weight, candidate)
     elif canary_service is not None:
         out.delete.append(("v1", "Service", service_name(name, canary=True)))
+    watch = monitoring(isvc, spec, by_version.get(served) if served else None, list(drift_jobs), list(drift_pods),
+                       now)
+    if watch.cronjob is not None:
+        out.apply.append(watch.cronjob)
+    elif drift_cronjob is not None:
+        out.delete.append(("batch/v1", "CronJob", cronjob_name(name)))
+    out.create = watch.training_job
+    out.drift_scores, out.drift_check_time = watch.scores, watch.check_time
+    status.update(watch.status)
+    conditions += watch.conditions
+    out.events += watch.events
     if spec.autoscaling:
         out.apply.append(desired_hpa(name, namespace, uid, spec.autoscaling))
     elif hpa is not None:
