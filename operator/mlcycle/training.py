@@ -25,6 +25,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from mlcycle import redaction
+
 # The reasons the built-in trainer fails with; user images may use their own.
 DATASET_NOT_FOUND = "DatasetNotFound"
 DATASET_UNREADABLE = "DatasetUnreadable"
@@ -52,12 +54,8 @@ class TrainingFailed(Exception):
 
 
 def redact(text: str, env: Mapping[str, str] = os.environ) -> str:
-    """`text` with any credential from the environment replaced by ***."""
-    for name in _SECRET_ENV:
-        secret = env.get(name)
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """`text` with any credential from the environment (and anything that looks like one) replaced by ***."""
+    return redaction.redact(text, [env.get(name, "") for name in _SECRET_ENV], limit=None)
 
 
 def _is_finite_number(value: Any) -> bool:

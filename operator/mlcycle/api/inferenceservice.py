@@ -4,7 +4,7 @@ automatic retraining."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -24,6 +24,7 @@ from .base import (
     ShortString,
     Storage,
     Tolerations,
+    list_type,
     rule,
     validations,
 )
@@ -49,6 +50,8 @@ SCALE = {
     "labelSelectorPath": ".status.selector",
 }
 
+MAX_SERVICE_NAME = 63
+DNS1035_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_RUNTIME_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
 
 
@@ -71,7 +74,7 @@ class ModelRef(ApiModel):
 class DynamicBatching(ApiModel):
     """Triton's dynamic batcher: combine requests into server-side batches."""
 
-    preferred_batch_sizes: list[int] | None = Field(
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, max_length=8, description="Batch sizes the batcher aims for, each at most maxBatchSize."
     )
     max_queue_delay_microseconds: int = Field(
@@ -96,7 +99,14 @@ class Runtime(ApiModel):
             rule(
                 "!has(self.dynamicBatching) || self.maxBatchSize > 0",
                 "runtime.dynamicBatching needs maxBatchSize > 0",
-            )
+            ),
+            # Triton refuses to load a model whose preferred batch size exceeds max_batch_size.
+            rule(
+                "!has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes) || "
+                "self.dynamicBatching.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
+                "runtime.dynamicBatching.preferredBatchSizes must not exceed maxBatchSize",
+                ".dynamicBatching.preferredBatchSizes",
+            ),
         )
     )
 
@@ -169,7 +179,10 @@ class Drift(ApiModel):
     )
     window_size: int = Field(1000, ge=1, description="Most recent logged requests compared to the reference.")
     features: list[ShortString] | None = Field(
-        None, max_length=4096, description="Features to check; all signature features when omitted."
+        None,
+        max_length=4096,
+        description="Features to check (unique); all signature features when omitted.",
+        json_schema_extra=list_type("set"),
     )
 
 
@@ -205,6 +218,18 @@ class InferenceServiceSpec(ApiModel):
                 "!has(self.retrain) || self.retrain.policy != 'Auto' || "
                 "(has(self.monitoring) && has(self.monitoring.drift))",
                 "spec.retrain.policy Auto needs spec.monitoring.drift",
+            ),
+            # Triton fails a GPU instance group on a replica without a GPU; a GPU metric has nothing to measure.
+            rule(
+                "!has(self.runtime) || !has(self.runtime.instanceGroup) || !has(self.runtime.instanceGroup.kind) "
+                "|| self.runtime.instanceGroup.kind != 'GPU' || self.resources.gpus > 0",
+                "spec.runtime.instanceGroup.kind GPU needs spec.resources.gpus > 0",
+                ".runtime.instanceGroup.kind",
+            ),
+            rule(
+                "!has(self.autoscaling) || self.autoscaling.metric != 'gpu-utilization' || self.resources.gpus > 0",
+                "spec.autoscaling.metric gpu-utilization needs spec.resources.gpus > 0",
+                ".autoscaling.metric",
             ),
         )
     )
@@ -277,6 +302,18 @@ class InferenceServiceStatus(ApiModel):
 class InferenceService(ApiModel):
     """Serves a registered model version on Triton behind a Service, optionally with a canary, request
     logging, scheduled drift checks and automatic retraining."""
+
+    # The name is the Service's (the stable in-cluster URL), and a Service name is an RFC 1035 label.
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                f"self.metadata.name.size() <= {MAX_SERVICE_NAME} && self.metadata.name.matches('{DNS1035_PATTERN}')",
+                f"metadata.name must be an RFC 1035 label of at most {MAX_SERVICE_NAME} characters (lower-case "
+                "letters, digits and '-', starting with a letter): it names the Service that serves it",
+                ".metadata.name",
+            )
+        )
+    )
 
     api_version: str = Field(API_VERSION, description="mlcycle.io/v1alpha1")
     kind: str = Field(KIND, description="InferenceService")

@@ -19,18 +19,16 @@ from datetime import UTC, datetime
 
 import kopf
 
-from mlcycle import kube, metrics, storage
+from mlcycle import kube, metrics, redaction, storage
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
-from mlcycle.conditions import merge_conditions
+from mlcycle.conditions import condition, merge_conditions
+from mlcycle.modelversion import deletion, metadata, verification
 from mlcycle.modelversion import status as mv_status
-from mlcycle.modelversion import verification
-from mlcycle.operator_main import PREFIX
-from mlcycle.trainingjob.registration import MODEL_LABEL, TRAININGJOB_LABEL
 
 log = logging.getLogger(__name__)
-FINALIZER = f"{PREFIX}/finalizer"  # the one kopf uses (operator_main)
+CONFLICT_RETRIES = 3
 # A HEAD request per verified version and interval: cheap, and an overwritten artifact is noticed within a minute.
 RECHECK_SECONDS = float(os.environ.get("MLCYCLE_ARTIFACT_RECHECK_SECONDS", "60"))
 # Where artifacts are downloaded while they are checked (the default temporary directory when unset).
@@ -90,21 +88,31 @@ def on_modelversion_delete(namespace, name, body, spec, status, **_):
     if serving:
         reconcile_model(namespace, spec["modelName"])  # writes servedBy and the reason into status
         raise kopf.TemporaryError(mv_status.deletion_blocked_message(serving), delay=15)
-    if spec.get("deletionPolicy") == "Delete":
-        uri = spec["artifact"]["uri"]
-        try:
-            cfg = storage.s3_config(namespace, spec["storage"]["secretRef"]["name"])
-            bucket, key = s3.parse_s3_uri(uri)
-            with s3.storage_errors(uri):
-                s3.client(cfg).remove_object(bucket, key)
-        except (storage.SecretProblem, s3.StorageError, ValueError) as e:
-            if _namespace_terminating(namespace):
-                # The namespace's Secret may be gone already; holding the version would hold the namespace.
-                log.warning("ModelVersion %s/%s: cannot remove %s (%s); the namespace is being deleted, so the "
-                            "artifact is left in storage", namespace, name, uri, e)
-                return
-            raise kopf.TemporaryError(f"deletionPolicy Delete: cannot remove {uri}: {e}", delay=30) from e
-        kube.post_event(body, "Normal", "ArtifactDeleted", f"removed {uri} (deletionPolicy: Delete)")
+    if spec.get("deletionPolicy") != "Delete":
+        return
+    secret = kube.get("v1", "Secret", namespace, spec["storage"]["secretRef"]["name"])
+    if refused := deletion.refusal(body, secret):
+        # The version still goes away; the condition says why while it does, the Event stays after it.
+        log.warning("ModelVersion %s/%s: %s", namespace, name, refused)
+        kube.add_status_fields(API_VERSION, KIND, namespace, name, {"conditions": merge_conditions(
+            status.get("conditions"), [condition(deletion.CONDITION, False, "NotWrittenByOperator", refused,
+                                                 body["metadata"].get("generation"))])})
+        kube.post_event(body, "Warning", "ArtifactKept", refused)
+        return
+    uri = spec["artifact"]["uri"]
+    try:
+        cfg = storage.s3_config(namespace, spec["storage"]["secretRef"]["name"])
+        bucket, key = s3.parse_s3_uri(uri)
+        with s3.storage_errors(uri):
+            s3.client(cfg).remove_object(bucket, key)
+    except (storage.SecretProblem, s3.StorageError, ValueError) as e:
+        if _namespace_terminating(namespace):
+            # The namespace's Secret may be gone already; holding the version would hold the namespace.
+            log.warning("ModelVersion %s/%s: cannot remove %s (%s); the namespace is being deleted, so the "
+                        "artifact is left in storage", namespace, name, uri, e)
+            return
+        raise kopf.TemporaryError(f"deletionPolicy Delete: cannot remove {uri}: {e}", delay=30) from e
+    kube.post_event(body, "Normal", "ArtifactDeleted", f"removed {uri} (deletionPolicy: Delete)")
 
 
 def _namespace_terminating(namespace: str) -> bool:
@@ -117,6 +125,17 @@ def reconcile_model(namespace: str, model: str) -> None:
         versions = _settle(namespace, model)
         if sum(_verify_if_due(mv) for mv in versions):
             _settle(namespace, model)
+
+
+def _settle(namespace: str, model: str) -> list[dict]:
+    """`_settle_once`, again when a version changed while its status was computed."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return _settle_once(namespace, model)
+        except kube.Conflict:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def recheck(namespace: str, name: str, model: str) -> None:
@@ -145,7 +164,7 @@ def _versions(namespace: str, model: str) -> list[dict]:
     return items
 
 
-def _settle(namespace: str, model: str) -> list[dict]:
+def _settle_once(namespace: str, model: str) -> list[dict]:
     """Status of every version of `model` from what is stored now; writes only what changed."""
     with _model_locks[(namespace, model)]:
         versions = _versions(namespace, model)
@@ -153,11 +172,9 @@ def _settle(namespace: str, model: str) -> list[dict]:
         statuses = mv_status.model_statuses(versions, isvcs)
         for mv in versions:
             meta, old, new = mv["metadata"], mv.get("status") or {}, statuses[mv["metadata"]["name"]]
-            missing_labels = _labels(mv).items() - (meta.get("labels") or {}).items()
-            if not meta.get("deletionTimestamp") and (missing_labels or FINALIZER not in meta.get("finalizers", [])):
-                _apply_metadata(mv, _record(meta.get("annotations")))
-            if kube.status_changed(old, new):
-                kube.patch_status(API_VERSION, KIND, namespace, meta["name"], new)
+            if metadata.needs_update(mv):
+                kube.apply(metadata.desired(mv, _record(meta.get("annotations"))))
+            if kube.write_status(mv, new):
                 for type_, reason, message in mv_status.events(old, new):
                     kube.post_event(mv, type_, reason, message)
         return versions
@@ -188,8 +205,9 @@ def _verify_if_due(mv: dict, force: bool = False) -> bool:
             fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
             old = current.get("status") or {}
             fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
-            kube.patch_status(API_VERSION, KIND, namespace, name, fields)
-            _apply_metadata(current, new_record)
+            current["apiVersion"], current["kind"] = API_VERSION, KIND
+            kube.write_status(current, {**old, **fields})
+            kube.apply(metadata.desired(current, new_record))
         return True
     finally:
         lock.release()
@@ -209,34 +227,11 @@ def _run_verification(mv: dict) -> verification.Verified | verification.Verifica
                                       (mv.get("status") or {}).get("verifiedDigest"), f"{namespace}/{secret}",
                                       DOWNLOAD_DIR)
     except verification.VerificationFailed as e:
+        # The message can quote the model's own loader (its error text is the model author's choice).
+        e.message = redaction.redact(e.message, [cfg.access_key, cfg.secret_key])
         outcome = e
     log.info("ModelVersion %s/%s: verification %s in %.1fs", namespace, mv["metadata"]["name"],
              "passed" if isinstance(outcome, verification.Verified) else f"failed ({outcome.reason})",
              time.monotonic() - started)
     return outcome
-
-
-def _labels(mv: dict) -> dict[str, str]:
-    """Labels that let `kubectl get modelversions -l mlcycle.io/model=NAME` list a model, and tie a version to
-    its TrainingJob."""
-    spec = mv["spec"]
-    labels = {MODEL_LABEL: spec["modelName"]}
-    training_job = (spec.get("source") or {}).get("trainingJob")
-    if training_job and len(training_job) <= 63:
-        labels[TRAININGJOB_LABEL] = training_job
-    return labels
-
-
-def _apply_metadata(mv: dict, record: dict | None) -> None:
-    """Server-side apply of what the operator owns in metadata (never spec): labels, the verification record
-    and the finalizer. kopf adds the finalizer too, but only once the version's own handler has run, which
-    can be after a sibling's reconcile made it Ready. Never for a deleting object: an apply without the
-    finalizer would remove it."""
-    meta = mv["metadata"]
-    applied = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "labels": _labels(mv),
-               "finalizers": [FINALIZER]}
-    if record:
-        applied["annotations"] = {verification.ANNOTATION: json.dumps(record, sort_keys=True)}
-    kube.apply({"apiVersion": API_VERSION, "kind": KIND, "metadata": applied})
-
 

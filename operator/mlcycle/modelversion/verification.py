@@ -22,6 +22,7 @@ from pathlib import Path
 
 import minio
 
+from mlcycle import clock
 from mlcycle.clients import s3
 from mlcycle.modelversion import onnx
 
@@ -257,13 +258,13 @@ def next_record(outcome: Verified | VerificationFailed, fp: str, previous: dict 
     if outcome.healable:
         attempts = 1 + ((previous or {}).get("attempts", 0) if (previous or {}).get("for") == fp else 0)
         return {"for": fp, "attempts": attempts,
-                "retryAt": (now + timedelta(seconds=backoff(attempts))).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "retryAt": clock.iso(now + timedelta(seconds=backoff(attempts)))}
     return {"for": fp} | ({"etag": outcome.etag} if outcome.etag else {})
 
 
 def retry_due(record: dict | None, now: datetime) -> bool:
     retry_at = (record or {}).get("retryAt")
-    return retry_at is not None and datetime.fromisoformat(retry_at.replace("Z", "+00:00")) <= now
+    return retry_at is not None and clock.parse(retry_at) <= now
 
 
 def verification_due(record: dict | None, fp: str, now: datetime) -> bool:

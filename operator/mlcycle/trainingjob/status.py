@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import math
+import re
+from datetime import datetime
 
+from mlcycle import clock
+from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
+from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+FINISHED = ("Succeeded", "Failed")
 
 
 def _job_condition(job: dict, type_: str) -> dict | None:
@@ -59,6 +65,40 @@ def _worker_zero(pods: list[dict]) -> dict | None:
     return (indexed or succeeded or [None])[0]
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def reported_results(result: dict) -> dict:
+    """What a (possibly user-written) termination message reports, kept only where the status schema accepts
+    it: one bad field must not make the apiserver refuse the whole status write."""
+    out: dict = {}
+    metrics = {k: v for k, v in (result.get("metrics") or {}).items()
+               if isinstance(k, str) and len(k) <= MAX_NAME and _is_number(v)} if isinstance(
+        result.get("metrics"), dict) else {}
+    if metrics:
+        out["metrics"] = dict(list(metrics.items())[:MAX_ITEMS])
+    art = result.get("artifact")
+    if isinstance(art, dict) and isinstance(art.get("uri"), str) and re.match(S3_URI_PATTERN, art["uri"]):
+        out["artifact"] = {"uri": art["uri"]}
+        if isinstance(art.get("digest"), str) and re.match(SHA256_PATTERN, art["digest"]):
+            out["artifact"]["digest"] = art["digest"]
+        if isinstance(art.get("size"), int) and not isinstance(art["size"], bool) and art["size"] >= 0:
+            out["artifact"]["size"] = art["size"]
+    digest = result.get("datasetDigest")
+    if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
+        out["datasetDigest"] = digest
+    return out
+
+
+def ttl_expired(spec, status: dict, now: datetime) -> bool:
+    """Whether spec.runPolicy.ttlSecondsAfterFinished has passed since the job finished."""
+    ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
+    if ttl is None or status["phase"] not in FINISHED or not status.get("completionTime"):
+        return False
+    return (now - clock.parse(status["completionTime"])).total_seconds() >= ttl
+
+
 def training_status(spec, generation: int, job: dict | None, pods: list[dict], previous: dict | None,
                     invalid: list[str] | None = None) -> dict:
     """The whole status for one observation. `previous` keeps results a deleted pod can no longer give."""
@@ -84,14 +124,7 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
         if complete:
             phase, reason = "Succeeded", "Succeeded"
             status["completionTime"] = js.get("completionTime") or complete.get("lastTransitionTime")
-            result = termination_message(_worker_zero(pods) or {}) or {}
-            if result.get("metrics"):
-                status["metrics"] = result["metrics"]
-            if result.get("artifact"):
-                art = result["artifact"]
-                status["artifact"] = {k: art[k] for k in ("uri", "digest", "size") if art.get(k) is not None}
-            if result.get("datasetDigest"):
-                status["datasetDigest"] = result["datasetDigest"]
+            status |= reported_results(termination_message(_worker_zero(pods) or {}) or {})
             message = "training finished" + (
                 f"; {', '.join(f'{k}={v:.4g}' for k, v in sorted(status.get('metrics', {}).items()))}"
                 if status.get("metrics") else "")
@@ -114,6 +147,11 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             message = f"{js.get('ready', 0) or 0}/{spec.workers} workers ready"
             if problems:
                 reason, message = problems[0][0], f"{message}; {problems[0][1]}"
+        elif previous.get("phase") == "Running":
+            # A phase only moves forward: between a worker's exit and the Job counting it (or while a failed
+            # worker is replaced) no pod runs, but the job has started: still Running, not Pending again.
+            phase, reason = "Running", problems[0][0] if problems else "Running"
+            message = problems[0][1] if problems else f"{js.get('ready', 0) or 0}/{spec.workers} workers ready"
         else:
             phase, reason = "Pending", "Pending"
             message = problems[0][1] if problems else "waiting for the workers to start"

@@ -1,4 +1,5 @@
 from factories import trainingjob_spec as spec
+from mlcycle.api import labels as keys
 from mlcycle.trainingjob import registration
 
 
@@ -14,8 +15,8 @@ def registered(**spec_fields):
 def test_model_version_records_lineage_and_has_no_owner():
     mv = registration.desired_model_version("tj", "ns", "uid-1", registered(), status(), 3, None)
     assert mv["metadata"]["name"] == "iris-v3" and "ownerReferences" not in mv["metadata"]
-    assert mv["metadata"]["labels"][registration.MODEL_LABEL] == "iris"
-    assert mv["metadata"]["labels"][registration.TRAININGJOB_UID_LABEL] == "uid-1"
+    assert mv["metadata"]["labels"][keys.MODEL] == "iris"
+    assert mv["metadata"]["labels"][keys.TRAININGJOB_UID] == "uid-1"
     assert mv["spec"]["source"]["trainingJob"] == "tj"
     assert mv["spec"]["artifact"]["digest"] == "sha256:" + "a" * 64
     assert mv["spec"]["aliases"] == ["staging"] and mv["spec"]["metrics"] == {"val_accuracy": 0.9}

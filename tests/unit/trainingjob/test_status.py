@@ -51,14 +51,14 @@ def test_running_counts_workers():
 
 def test_success_takes_metrics_and_artifact_from_worker_zero_termination_message():
     message = json.dumps({"metrics": {"val_accuracy": 0.97}, "artifact": {
-        "uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234, "format": "torchscript"}})
+        "uri": "s3://models/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234, "format": "torchscript"}})
     done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
     other = pod("w-1", phase="Succeeded", index="1", container_state={"terminated": {"exitCode": 0}})
     j = job({"succeeded": 2, "completionTime": "2026-01-01T01:00:00Z", "startTime": "2026-01-01T00:00:00Z",
              "conditions": [{"type": "Complete", "status": "True"}]})
     s = training_status(spec(workers=2), 1, j, [other, done], None)
     assert s["phase"] == "Succeeded" and s["metrics"] == {"val_accuracy": 0.97}
-    assert s["artifact"] == {"uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
+    assert s["artifact"] == {"uri": "s3://models/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
     assert s["completionTime"] == "2026-01-01T01:00:00Z"
     assert cond(s, "Ready") == "True" and cond(s, "Reconciling") == "False"
 

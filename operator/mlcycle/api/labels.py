@@ -1,0 +1,19 @@
+"""Label, annotation and finalizer keys of the mlcycle API, each defined once.
+
+Label values are written through `mlcycle.names.label_value` (an object name may be longer than a label
+value may be); where the operator must find the object again from a child, the full name also goes in an
+annotation.
+"""
+
+from __future__ import annotations
+
+from .base import GROUP
+
+FINALIZER = f"{GROUP}/finalizer"
+MODEL = f"{GROUP}/model"
+TRAININGJOB = f"{GROUP}/trainingjob"
+TRAININGJOB_UID = f"{GROUP}/trainingjob-uid"
+MODELVERSION = f"{GROUP}/modelversion"
+# The full name of the owning object on a child whose label value may have been cut.
+OWNER_NAME_ANNOTATION = f"{GROUP}/owner-name"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "mlcycle"}
