@@ -310,7 +310,6 @@ class InferenceService(ApiModel):
                 f"self.metadata.name.size() <= {MAX_SERVICE_NAME} && self.metadata.name.matches('{DNS1035_PATTERN}')",
                 f"metadata.name must be an RFC 1035 label of at most {MAX_SERVICE_NAME} characters (lower-case "
                 "letters, digits and '-', starting with a letter): it names the Service that serves it",
-                ".metadata.name",
             )
         )
     )
