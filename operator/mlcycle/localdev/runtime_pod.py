@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mlcycle.clock import now_iso as now
 from mlcycle.localdev.runtime_api import ApiError
 from mlcycle.localdev.runtime_hosts import PodAddress
 from mlcycle.localdev.runtime_spec import (
@@ -42,7 +43,6 @@ from mlcycle.localdev.runtime_status import (
     Run,
     container_status,
     exit_code,
-    now,
     pod_conditions,
     pod_phase,
     start_error_state,
