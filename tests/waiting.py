@@ -14,3 +14,36 @@ def wait_for(predicate, what: str = "condition", timeout: float = 120, interval:
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+class Recorder:
+    """Every version of the objects of one custom resource in a namespace, as a watch delivers them, from now
+    on: for assertions about the order of what the operator wrote. Use as a context manager."""
+
+    def __init__(self, api_client, group: str, version: str, namespace: str, plural: str):
+        from kubernetes import client, watch
+
+        self.objects: list[dict] = []
+        self._api = client.CustomObjectsApi(api_client)
+        self._args = (group, version, namespace, plural)
+        self._watch = watch.Watch()
+        # Watching from the list's resourceVersion delivers every later event, however late the thread starts.
+        self._since = self._api.list_namespaced_custom_object(*self._args)["metadata"]["resourceVersion"]
+
+    def _run(self):
+        for event in self._watch.stream(self._api.list_namespaced_custom_object, *self._args,
+                                        resource_version=self._since, timeout_seconds=900):
+            self.objects.append(event["object"])
+
+    def __enter__(self):
+        import threading
+
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._watch.stop()
+
+    def statuses(self, name: str) -> list[dict]:
+        return [o.get("status") or {} for o in list(self.objects) if o["metadata"]["name"] == name]
