@@ -31,9 +31,14 @@ class Recorder:
         self._since = self._api.list_namespaced_custom_object(*self._args)["metadata"]["resourceVersion"]
 
     def _run(self):
-        for event in self._watch.stream(self._api.list_namespaced_custom_object, *self._args,
-                                        resource_version=self._since, timeout_seconds=900):
-            self.objects.append(event["object"])
+        from urllib3.exceptions import ProtocolError
+
+        try:
+            for event in self._watch.stream(self._api.list_namespaced_custom_object, *self._args,
+                                            resource_version=self._since, timeout_seconds=900):
+                self.objects.append(event["object"])
+        except ProtocolError:
+            pass  # the connection closed under a stopped watch (or a namespace being deleted): recording is over
 
     def __enter__(self):
         import threading

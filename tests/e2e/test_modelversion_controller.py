@@ -15,8 +15,9 @@ import yaml
 
 from mlcycle.clients import s3
 from mlcycle.localdev.sample import storage_secret
+from mlcycle.modelversion import deletion
 from modelversion_artifacts import checkpoint_bytes, model_version, onnx_bytes, torchscript_bytes
-from waiting import wait_for
+from waiting import Recorder, wait_for
 
 MV = "modelversion.mlcycle.io"
 
@@ -62,8 +63,10 @@ def upload(minio, bucket, key, data) -> str:
     return f"sha256:{digest}"
 
 
-def setup_secret(cluster, minio, namespace, name="s3", secret_key=None):
-    apply(cluster, storage_secret(name, namespace, minio.endpoint, minio.access_key, secret_key or minio.secret_key))
+def setup_secret(cluster, minio, namespace, name="s3", secret_key=None, annotations=None):
+    secret = storage_secret(name, namespace, minio.endpoint, minio.access_key, secret_key or minio.secret_key)
+    secret["metadata"]["annotations"] = annotations or {}
+    apply(cluster, secret)
 
 
 def test_a_good_artifact_becomes_ready_with_its_digest_size_labels_and_event(cluster, operator, minio, bucket,
@@ -223,7 +226,10 @@ def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, o
     upload(minio, bucket, "served.pt", torchscript_bytes())
     upload(minio, bucket, "doomed.pt", torchscript_bytes())
     apply(cluster, model_version("s-v1", namespace, "s", 1, f"s3://{bucket}/served.pt", aliases=["production"]))
-    apply(cluster, model_version("s-v2", namespace, "s", 2, f"s3://{bucket}/doomed.pt", deletionPolicy="Delete"))
+    # The Secret's owner lets deletionPolicy: Delete remove what these credentials reach.
+    setup_secret(cluster, minio, namespace, "s3-deletable", annotations={deletion.ALLOW_ANNOTATION: "true"})
+    apply(cluster, model_version("s-v2", namespace, "s", 2, f"s3://{bucket}/doomed.pt", secret="s3-deletable",
+                                 deletionPolicy="Delete"))
     wait_phase(cluster, "s-v1", namespace, "Ready")
     wait_phase(cluster, "s-v2", namespace, "Ready")
     isvc = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
@@ -245,6 +251,23 @@ def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, o
 
     cluster.kubectl_run("delete", MV, "s-v2", "-n", namespace, "--wait=true", "--timeout=60s")
     assert "doomed.pt" not in s3.list_keys(minio.client(), bucket, "")  # deletionPolicy: Delete
+
+
+def test_delete_policy_keeps_an_artifact_the_operator_did_not_write_and_says_why(cluster, operator, minio, bucket,
+                                                                                namespace, kube_api):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "someone-elses.pt", torchscript_bytes())
+    apply(cluster, model_version("d-v1", namespace, "d", 1, f"s3://{bucket}/someone-elses.pt", deletionPolicy="Delete"))
+    wait_phase(cluster, "d-v1", namespace, "Ready")
+    with Recorder(kube_api, "mlcycle.io", "v1alpha1", namespace, "modelversions") as written:
+        cluster.kubectl_run("delete", MV, "d-v1", "-n", namespace, "--wait=true", "--timeout=60s")
+        kept = wait_for(lambda: [c for st in written.statuses("d-v1") for c in st.get("conditions") or []
+                                 if c["type"] == "ArtifactDeleted"], what="the ArtifactDeleted condition")
+    assert get(cluster, MV, "d-v1", namespace) is None  # the version went away all the same
+    assert kept[-1]["status"] == "False" and kept[-1]["reason"] == "NotWrittenByOperator"
+    assert "the operator did not write it" in kept[-1]["message"] and deletion.ALLOW_ANNOTATION in kept[-1]["message"]
+    assert minio.client().stat_object(bucket, "someone-elses.pt")  # still there
+    wait_for(lambda: "ArtifactKept" in {r for r, _ in events(cluster, namespace, "d-v1")}, what="ArtifactKept event")
 
 
 def test_lineage_prints_the_chain_from_dataset_to_inference_services(cluster, operator, minio, bucket, namespace):

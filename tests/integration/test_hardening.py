@@ -69,7 +69,8 @@ def test_a_distributed_trainingjob_of_any_valid_name_gets_its_job_service_and_st
 @pytest.mark.parametrize("length", [63, 64, 253])
 def test_a_model_version_of_any_valid_name_gets_labels_and_status(cluster, operator, namespace, length):
     name, job = long_name(length), long_name(length)
-    mv = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": name, "namespace": namespace},
+    mv = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "ModelVersion",
+          "metadata": {"name": name, "namespace": namespace},
           "spec": {"modelName": "m", "version": 1, "artifact": {"uri": "s3://models/m/model.pt", "format": "onnx"},
                    "source": {"trainingJob": job}, "storage": {"secretRef": {"name": "absent"}}}}
     apply(cluster, mv)
@@ -82,7 +83,8 @@ def test_a_model_version_of_any_valid_name_gets_labels_and_status(cluster, opera
 
 
 def test_a_status_field_the_builder_no_longer_returns_disappears(cluster, operator, namespace):
-    mv = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "km", "namespace": namespace},
+    mv = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "ModelVersion",
+          "metadata": {"name": "km", "namespace": namespace},
           "spec": {"modelName": "km", "version": 1, "metrics": {"accuracy": 0.9},
                    "artifact": {"uri": "s3://models/km/model.onnx", "format": "onnx"},
                    "storage": {"secretRef": {"name": "absent"}}}}
