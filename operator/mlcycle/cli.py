@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mlcycle.operator_main", "run the operator against the current kubeconfig"),
     "train": ("mlcycle.workloads.trainer", "the built-in PyTorch trainer (runs inside training pods)"),
+    "verify": ("mlcycle.workloads.verify", "verify one ModelVersion's artifact (runs inside its verification pod)"),
     "crds": ("mlcycle.api.crdgen", "write crds/*.yaml from the pydantic API models"),
     "runtime": ("mlcycle.localdev.runtime", "local pod runtime: runs pods bound to its node as processes"),
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),

@@ -46,7 +46,8 @@ def _path(api_version: str, kind_plural: str, namespace: str | None, name: str |
 PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": "modelversions",
            "TrainingJob": "trainingjobs", "InferenceService": "inferenceservices", "Event": "events",
            "Deployment": "deployments", "ConfigMap": "configmaps", "Secret": "secrets",
-           "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers"}
+           "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+           "NetworkPolicy": "networkpolicies"}
 
 
 def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):

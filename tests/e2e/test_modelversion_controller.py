@@ -51,8 +51,9 @@ def events(cluster, namespace, name) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def delete_versions_while_the_operator_runs(cluster, operator, namespace):
-    """The finalizer needs the operator: remove the test's versions before the namespace goes."""
+def delete_versions_while_the_operator_runs(cluster, operator, local_runtime, namespace):
+    """The finalizer needs the operator: remove the test's versions before the namespace goes. (Verification
+    Jobs run on the local runtime.)"""
     yield
     cluster.kubectl_run("delete", "inferenceservices.mlcycle.io,modelversions.mlcycle.io", "--all", "-n", namespace,
                         "--wait=true", "--timeout=60s", check=False)

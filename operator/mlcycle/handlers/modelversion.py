@@ -2,9 +2,10 @@
 InferenceService that refers to a model) leads to one `reconcile_model(namespace, model)`: verify what is
 due, then compute the status of all the model's versions together and write what changed.
 
-Verification (a download) runs outside the model's lock, at most once at a time per version, and once per
-spec fingerprint; timers retry healable failures with backoff and re-check verified objects with a HEAD
-request, so an artifact overwritten after Ready is noticed.
+Verification runs in a Job per attempt (modelversion/verifyjob.py: the model's code never runs in the operator),
+at most one at a time per version and spec fingerprint; the Job's events bring its result back. Timers retry
+healable failures with backoff and re-check verified objects with a HEAD request, so an artifact overwritten
+after Ready is noticed.
 """
 
 from __future__ import annotations
@@ -13,26 +14,27 @@ import json
 import logging
 import os
 import threading
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
 
-from mlcycle import kube, metrics, redaction, storage
+from mlcycle import images, kube, metrics, placement, storage
+from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
 from mlcycle.conditions import condition, merge_conditions
-from mlcycle.modelversion import deletion, metadata, verification
+from mlcycle.modelversion import deletion, metadata, verification, verifyjob
 from mlcycle.modelversion import status as mv_status
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
 # A HEAD request per verified version and interval: cheap, and an overwritten artifact is noticed within a minute.
 RECHECK_SECONDS = float(os.environ.get("MLCYCLE_ARTIFACT_RECHECK_SECONDS", "60"))
-# Where artifacts are downloaded while they are checked (the default temporary directory when unset).
-DOWNLOAD_DIR = os.environ.get("MLCYCLE_ARTIFACT_DIR") or None
+# Limits of each verification pod (a JSON object of resource limits; the pod's requests equal them).
+VERIFY_LIMITS = json.loads(os.environ.get("MLCYCLE_VERIFY_LIMITS") or "null")
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _model_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
@@ -41,6 +43,12 @@ _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(thread
 def on_modelversion_event(namespace, spec, **_):
     if spec.get("modelName"):
         reconcile_model(namespace, spec["modelName"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={verifyjob.MODELVERSION_UID: kopf.PRESENT})
+def on_verification_job_event(namespace, labels, **_):
+    """A verification Job that finishes brings its result into status."""
+    reconcile_model(namespace, labels[keys.MODEL])
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
@@ -181,57 +189,69 @@ def _settle_once(namespace: str, model: str) -> list[dict]:
 
 
 def _verify_if_due(mv: dict, force: bool = False) -> bool:
-    """Verify one version's artifact when due (or `force`); True when a result was recorded."""
+    """Drive one version's verification Job: record the result of a finished one (True when a result was
+    recorded), or start one when a verification is due (or `force`)."""
     namespace, name = mv["metadata"]["namespace"], mv["metadata"]["name"]
     lock = _verify_locks[(namespace, name)]
     if not lock.acquire(blocking=False):
-        return False  # another worker is verifying it and settles the model afterwards
+        return False  # another worker is at it and settles the model afterwards
     try:
         fresh = kube.get(API_VERSION, KIND, namespace, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return False
+        fresh["apiVersion"], fresh["kind"] = API_VERSION, KIND
         spec, record = fresh["spec"], _record(fresh["metadata"].get("annotations"))
         fp = verification.fingerprint(spec["artifact"], spec.get("signature"))
         now = datetime.now(UTC)
-        if not force and not verification.verification_due(record, fp, now):
+        jobs = [j for j in kube.list_("batch/v1", "Job", namespace, kube.selector(verifyjob.selector(fresh)))
+                if not j["metadata"].get("deletionTimestamp")]
+        current = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(
+            verifyjob.FINGERPRINT_ANNOTATION) == fp]
+        for job in jobs:
+            if job not in current:  # started for a spec that has changed since
+                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
+        if done := [j for j in current if verifyjob.finished(j)]:
+            job_name = done[0]["metadata"]["name"]
+            pods = kube.list_("v1", "Pod", namespace, kube.selector({JOB_NAME_LABEL: job_name}))
+            outcome = verifyjob.outcome(done[0], pods)
+            for job in current:
+                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
+            log.info("ModelVersion %s/%s: verification %s (Job %s)", namespace, name, "passed" if isinstance(
+                outcome, verification.Verified) else f"failed ({outcome.reason})", job_name)
+            return _record_outcome(fresh, outcome, fp, record, now)
+        if current or not (force or verification.verification_due(record, fp, now)):
             return False
-        outcome = _run_verification(fresh)
-        new_record = verification.next_record(outcome, fp, record, now)
-        with _model_locks[(namespace, spec["modelName"])]:
-            current = kube.get(API_VERSION, KIND, namespace, name)
-            if current is None or current["metadata"]["uid"] != fresh["metadata"]["uid"] or \
-                    current["metadata"].get("deletionTimestamp"):
-                return False
-            fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
-            old = current.get("status") or {}
-            fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
-            current["apiVersion"], current["kind"] = API_VERSION, KIND
-            kube.write_status(current, {**old, **fields})
-            kube.apply(metadata.desired(current, new_record))
-        return True
+        secret = spec["storage"]["secretRef"]["name"]
+        try:  # a missing Secret would leave the pod waiting forever: say so now
+            cfg = storage.s3_config(namespace, secret)
+        except (storage.SecretProblem, ValueError) as e:
+            failure = verification.VerificationFailed("SecretProblem", f"spec.storage.secretRef: {e}")
+            return _record_outcome(fresh, failure, fp, record, now)
+        kube.apply(verifyjob.desired_network_policy(fresh, verifyjob.storage_port(cfg.endpoint, cfg.secure)))
+        created = kube.create(verifyjob.desired_job(fresh, fp, images.mlcycle_image(), placement.workload_placement(),
+                                                    VERIFY_LIMITS))
+        log.info("ModelVersion %s/%s: verifying in Job %s", namespace, name,
+                 (created or {}).get("metadata", {}).get("name"))
+        return False
     finally:
         lock.release()
 
 
-def _run_verification(mv: dict) -> verification.Verified | verification.VerificationFailed:
-    namespace, spec = mv["metadata"]["namespace"], mv["spec"]
-    secret = spec["storage"]["secretRef"]["name"]
-    started = time.monotonic()
-    try:
-        cfg = storage.s3_config(namespace, secret)
-        client = s3.client(cfg)
-    except (storage.SecretProblem, ValueError) as e:
-        return verification.VerificationFailed("SecretProblem", f"spec.storage.secretRef: {e}")
-    try:
-        outcome = verification.verify(client, spec["artifact"], spec.get("signature"),
-                                      (mv.get("status") or {}).get("verifiedDigest"), f"{namespace}/{secret}",
-                                      DOWNLOAD_DIR)
-    except verification.VerificationFailed as e:
-        # The message can quote the model's own loader (its error text is the model author's choice).
-        e.message = redaction.redact(e.message, [cfg.access_key, cfg.secret_key])
-        outcome = e
-    log.info("ModelVersion %s/%s: verification %s in %.1fs", namespace, mv["metadata"]["name"],
-             "passed" if isinstance(outcome, verification.Verified) else f"failed ({outcome.reason})",
-             time.monotonic() - started)
-    return outcome
-
+def _record_outcome(mv: dict, outcome: verification.Verified | verification.VerificationFailed, fp: str,
+                    record: dict | None, now: datetime) -> bool:
+    """Write one verification's result into status (ArtifactVerified, digest, size) and the record annotation;
+    True when written (the version is still the one that was verified)."""
+    namespace, name = mv["metadata"]["namespace"], mv["metadata"]["name"]
+    new_record = verification.next_record(outcome, fp, record, now)
+    with _model_locks[(namespace, mv["spec"]["modelName"])]:
+        current = kube.get(API_VERSION, KIND, namespace, name)
+        if current is None or current["metadata"]["uid"] != mv["metadata"]["uid"] or \
+                current["metadata"].get("deletionTimestamp"):
+            return False
+        fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
+        old = current.get("status") or {}
+        fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
+        current["apiVersion"], current["kind"] = API_VERSION, KIND
+        kube.write_status(current, {**old, **fields})
+        kube.apply(metadata.desired(current, new_record))
+    return True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from datetime import datetime
@@ -10,6 +9,7 @@ from datetime import datetime
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
+from mlcycle.pods import termination_message
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
@@ -18,19 +18,6 @@ FINISHED = ("Succeeded", "Failed")
 def _job_condition(job: dict, type_: str) -> dict | None:
     return next((c for c in job.get("status", {}).get("conditions") or []
                  if c["type"] == type_ and c["status"] == "True"), None)
-
-
-def termination_message(pod: dict) -> dict | None:
-    """The trainer's JSON termination message of a pod's first terminated container, if any."""
-    for cs in pod.get("status", {}).get("containerStatuses") or []:
-        terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
-        if terminated and terminated.get("message"):
-            try:
-                parsed = json.loads(terminated["message"])
-            except ValueError:
-                return {"log": terminated["message"][-500:]}
-            return parsed if isinstance(parsed, dict) else None
-    return None
 
 
 def pod_problem(pod: dict) -> tuple[str, str] | None:
