@@ -16,7 +16,14 @@ import yaml
 from mlcycle.clients import s3
 from mlcycle.localdev.sample import storage_secret
 from mlcycle.modelversion import deletion
-from modelversion_artifacts import checkpoint_bytes, model_version, onnx_bytes, torchscript_bytes
+from modelversion_artifacts import (
+    SERVICE_ACCOUNT_TOKEN,
+    TokenThief,
+    checkpoint_bytes,
+    model_version,
+    onnx_bytes,
+    torchscript_bytes,
+)
 from waiting import Recorder, wait_for
 
 MV = "modelversion.mlcycle.io"
@@ -97,6 +104,37 @@ def test_a_good_artifact_becomes_ready_with_its_digest_size_labels_and_event(clu
     assert table.split("\n")[0].split() == ["NAME", "MODEL", "VERSION", "PHASE", "ALIASES", "METRIC", "AGE"]
     assert table.split("\n")[1].split()[:6] == ["iris-v1", "iris", "1", "Ready", '["production"]', "accuracy=0.95"]
     assert operator.healthy()
+
+
+def test_a_model_that_reads_the_service_account_token_finds_none_and_fails_clearly(cluster, operator, minio, bucket,
+                                                                                  namespace, kube_api):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "thief.pt", torchscript_bytes(TokenThief()))
+    with Recorder(kube_api, "", "v1", namespace, "pods") as pods:
+        apply(cluster, model_version("thief-v1", namespace, "thief", 1, f"s3://{bucket}/thief.pt"))
+        st = wait_phase(cluster, "thief-v1", namespace, "Failed", timeout=180)
+    # The model ran (the probe calls forward) and the token file was not there to read.
+    verified = condition(st, "ArtifactVerified")
+    assert verified["reason"] == "SignatureMismatch" and "STOLEN" not in st["message"]
+    assert SERVICE_ACCOUNT_TOKEN in verified["message"] and "No such file" in verified["message"]
+    # ... in a pod without a token volume (the apiserver adds one to every pod that does not refuse it), without
+    # service links, whose container reads the storage credentials by reference only.
+    verify_pods = [p for p in pods.objects if p["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+                   == "verify"]
+    assert verify_pods
+    for pod in verify_pods:
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+        assert not [v for v in spec.get("volumes") or [] if "projected" in v]
+        assert not [m for m in spec["containers"][0].get("volumeMounts") or []
+                    if m["mountPath"].startswith("/var/run/secrets")]
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert "value" not in env["AWS_SECRET_ACCESS_KEY"] and "secretKeyRef" in env["AWS_SECRET_ACCESS_KEY"][
+            "valueFrom"]
+    assert minio.secret_key not in json.dumps(st)
+    # The verification Job is gone once its result is in status.
+    wait_for(lambda: not json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)[
+        "items"], what="the verification Job removed")
 
 
 def test_an_onnx_artifact_is_parsed_and_becomes_ready(cluster, operator, minio, bucket, namespace):
