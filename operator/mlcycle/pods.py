@@ -1,8 +1,14 @@
-"""What a pod reports about itself once a container ended: its termination message."""
+"""What pods and their Jobs report: a Job's true conditions, a pod's termination message."""
 
 from __future__ import annotations
 
 import json
+
+
+def job_condition(job: dict, type_: str) -> dict | None:
+    """The Job's condition `type_` (Complete, Failed, ...) when it is True."""
+    return next((c for c in (job.get("status") or {}).get("conditions") or []
+                 if c["type"] == type_ and c["status"] == "True"), None)
 
 
 def termination_message(pod: dict) -> dict | None:

@@ -275,6 +275,12 @@ INVALID = {
         ["spec.retrain.template.workers"],
     ),
     # What a child object, the scheduler or Triton would refuse later (issue 13, item 6).
+    "tj-empty-image": (edited(TJ, spec__image=""), ["spec.image"]),
+    "isvc-empty-runtime-image": (edited(ISVC, spec__runtime={"image": ""}), ["spec.runtime.image"]),
+    "isvc-max-replicas-above-1024": (
+        edited(ISVC, spec__autoscaling={"maxReplicas": 5000, "target": 10}),
+        ["spec.autoscaling.maxReplicas"],
+    ),
     "tj-negative-cpu": (edited(TJ, spec__resources__cpu="-1"), ["spec.resources.cpu"]),
     "tj-toleration-exists-with-value": (
         edited(TJ, spec__tolerations=[{"key": "a", "operator": "Exists", "value": "x"}]),

@@ -44,6 +44,12 @@ Quantity = Annotated[
 ]
 
 
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """A controller owner reference to an object of this API: its children are garbage-collected with it."""
+    return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
 def field_errors(error: ValidationError, prefix: str) -> list[str]:
     """A model's validation errors as `<prefix>.<field path>: <message>`, the way status reports them."""
     return [f"{prefix}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]

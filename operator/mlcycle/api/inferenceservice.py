@@ -110,7 +110,7 @@ class Runtime(ApiModel):
         )
     )
 
-    image: str = Field(DEFAULT_RUNTIME_IMAGE, max_length=512, description="Triton server image.")
+    image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512, description="Triton server image.")
     backend: Literal["pytorch", "onnxruntime", "tensorrt", "tensorflow", "python"] | None = Field(
         None, description="Triton backend; derived from the artifact format when omitted."
     )
@@ -137,7 +137,7 @@ class Autoscaling(ApiModel):
     )
 
     min_replicas: int = Field(1, ge=1, description="Fewest replicas.")
-    max_replicas: int = Field(ge=1, description="Most replicas.")
+    max_replicas: int = Field(ge=1, le=1024, description="Most replicas (at most 1024, like spec.replicas).")
     metric: Literal["gpu-utilization", "inference-queue", "requests-per-second", "cpu-utilization"] = Field(
         "inference-queue", description="Load signal to scale on."
     )

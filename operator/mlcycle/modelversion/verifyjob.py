@@ -14,10 +14,10 @@ import json
 
 from mlcycle import names, podenv
 from mlcycle.api import labels as keys
-from mlcycle.api.base import API_VERSION
+from mlcycle.api.base import owner_reference
 from mlcycle.api.modelversion import KIND
 from mlcycle.modelversion import verification
-from mlcycle.pods import termination_message
+from mlcycle.pods import job_condition, termination_message
 
 MODELVERSION_UID = f"{keys.MODELVERSION}-uid"
 FINGERPRINT_ANNOTATION = f"{keys.MODELVERSION}-fingerprint"
@@ -76,8 +76,7 @@ def desired_job(mv: dict, fingerprint: str, image: str, placement: dict, limits:
         "metadata": {"generateName": names.child_name(meta["name"], "verify", limit=57) + "-",
                      "namespace": meta["namespace"], "labels": labels(mv),
                      "annotations": {FINGERPRINT_ANNOTATION: fingerprint, keys.OWNER_NAME_ANNOTATION: meta["name"]},
-                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                                          "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
+                     "ownerReferences": [owner_reference(KIND, meta["name"], meta["uid"])]},
         "spec": {"backoffLimit": 0, "activeDeadlineSeconds": DEADLINE_SECONDS, "ttlSecondsAfterFinished": 3600,
                  "template": {"metadata": {"labels": labels(mv)}, "spec": pod}},
     }
@@ -92,20 +91,14 @@ def desired_network_policy(mv: dict, storage_port: int) -> dict:
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": names.child_name(meta["name"], "verify"), "namespace": meta["namespace"],
                      "labels": keys.MANAGED_BY | COMPONENT,
-                     "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": meta["name"],
-                                          "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
+                     "ownerReferences": [owner_reference(KIND, meta["name"], meta["uid"])]},
         "spec": {"podSelector": {"matchLabels": selector(mv)}, "policyTypes": ["Ingress", "Egress"],
                  "egress": [{"ports": dns}, {"ports": [{"protocol": "TCP", "port": storage_port}]}]},
     }
 
 
-def _condition(job: dict, type_: str) -> dict | None:
-    return next((c for c in (job.get("status") or {}).get("conditions") or []
-                 if c["type"] == type_ and c["status"] == "True"), None)
-
-
 def finished(job: dict) -> bool:
-    return bool(_condition(job, "Complete") or _condition(job, "Failed"))
+    return bool(job_condition(job, "Complete") or job_condition(job, "Failed"))
 
 
 def outcome(job: dict, pods: list[dict]) -> verification.Verified | verification.VerificationFailed:
@@ -114,7 +107,7 @@ def outcome(job: dict, pods: list[dict]) -> verification.Verified | verification
     for pod in pods:
         if (result := verification.parse_result(termination_message(pod))) is not None:
             return result
-    failed = _condition(job, "Failed") or {}
+    failed = job_condition(job, "Failed") or {}
     why = failed.get("reason") or "no result"
     if why == "DeadlineExceeded":
         detail = f"verification took longer than {DEADLINE_SECONDS}s"

@@ -7,7 +7,7 @@ import json
 
 from mlcycle import names, podenv
 from mlcycle.api import labels as keys
-from mlcycle.api.base import API_VERSION
+from mlcycle.api.base import owner_reference
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
 
 LABEL = keys.TRAININGJOB
@@ -40,11 +40,6 @@ def reserved_env_errors(spec: TrainingJobSpec) -> list[str]:
     """Names in spec.env that would override what the operator sets."""
     return [f"spec.env[{i}].name: {e.name} is set by the operator; remove it"
             for i, e in enumerate(spec.env or []) if e.name in RESERVED_ENV or e.name.startswith(RESERVED_PREFIX)]
-
-
-def owner_reference(name: str, uid: str) -> dict:
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
-            "blockOwnerDeletion": True}
 
 
 def output_uri(spec: TrainingJobSpec, uid: str) -> str:
@@ -156,7 +151,7 @@ def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> d
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": child_name(name), "namespace": namespace, "labels": labels(name),
-                     "annotations": annotations(name), "ownerReferences": [owner_reference(name, uid)]},
+                     "annotations": annotations(name), "ownerReferences": [owner_reference(KIND, name, uid)]},
         "spec": job_spec,
     }
 
@@ -168,7 +163,7 @@ def desired_service(name: str, namespace: str, uid: str, spec: TrainingJobSpec) 
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": child_name(name), "namespace": namespace, "labels": labels(name),
-                     "annotations": annotations(name), "ownerReferences": [owner_reference(name, uid)]},
+                     "annotations": annotations(name), "ownerReferences": [owner_reference(KIND, name, uid)]},
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,  # workers must find each other before they are ready

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
-from mlcycle.pods import termination_message
+from mlcycle.pods import job_condition, termination_message
+from mlcycle.training import is_finite_number
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
-
-
-def _job_condition(job: dict, type_: str) -> dict | None:
-    return next((c for c in job.get("status", {}).get("conditions") or []
-                 if c["type"] == type_ and c["status"] == "True"), None)
 
 
 def pod_problem(pod: dict) -> tuple[str, str] | None:
@@ -52,16 +47,12 @@ def _worker_zero(pods: list[dict]) -> dict | None:
     return (indexed or succeeded or [None])[0]
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def reported_results(result: dict) -> dict:
     """What a (possibly user-written) termination message reports, kept only where the status schema accepts
     it: one bad field must not make the apiserver refuse the whole status write."""
     out: dict = {}
     metrics = {k: v for k, v in (result.get("metrics") or {}).items()
-               if isinstance(k, str) and len(k) <= MAX_NAME and _is_number(v)} if isinstance(
+               if isinstance(k, str) and len(k) <= MAX_NAME and is_finite_number(v)} if isinstance(
         result.get("metrics"), dict) else {}
     if metrics:
         out["metrics"] = dict(list(metrics.items())[:MAX_ITEMS])
@@ -107,7 +98,7 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             status["startTime"] = js["startTime"]
         status["attempts"] = (1 if js.get("startTime") else 0) + js.get("failed", 0)
         problems = [p for p in map(pod_problem, pods) if p]
-        complete, failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
+        complete, failed = job_condition(job, "Complete"), job_condition(job, "Failed")
         if complete:
             phase, reason = "Succeeded", "Succeeded"
             status["completionTime"] = js.get("completionTime") or complete.get("lastTransitionTime")
