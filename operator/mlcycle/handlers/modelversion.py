@@ -214,11 +214,12 @@ def _verify_if_due(mv: dict, force: bool = False) -> bool:
             job_name = done[0]["metadata"]["name"]
             pods = kube.list_("v1", "Pod", namespace, kube.selector({JOB_NAME_LABEL: job_name}))
             outcome = verifyjob.outcome(done[0], pods)
-            for job in current:
-                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
             log.info("ModelVersion %s/%s: verification %s (Job %s)", namespace, name, "passed" if isinstance(
                 outcome, verification.Verified) else f"failed ({outcome.reason})", job_name)
-            return _record_outcome(fresh, outcome, fp, record, now)
+            recorded = _record_outcome(fresh, outcome, fp, record, now)
+            for job in current:  # only once the result is in status: until then the Job holds it
+                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
+            return recorded
         if current or not (force or verification.verification_due(record, fp, now)):
             return False
         secret = spec["storage"]["secretRef"]["name"]
@@ -244,14 +245,20 @@ def _record_outcome(mv: dict, outcome: verification.Verified | verification.Veri
     namespace, name = mv["metadata"]["namespace"], mv["metadata"]["name"]
     new_record = verification.next_record(outcome, fp, record, now)
     with _model_locks[(namespace, mv["spec"]["modelName"])]:
-        current = kube.get(API_VERSION, KIND, namespace, name)
-        if current is None or current["metadata"]["uid"] != mv["metadata"]["uid"] or \
-                current["metadata"].get("deletionTimestamp"):
-            return False
-        fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
-        old = current.get("status") or {}
-        fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
-        current["apiVersion"], current["kind"] = API_VERSION, KIND
-        kube.write_status(current, {**old, **fields})
+        for attempt in range(CONFLICT_RETRIES):
+            current = kube.get(API_VERSION, KIND, namespace, name)
+            if current is None or current["metadata"]["uid"] != mv["metadata"]["uid"] or \
+                    current["metadata"].get("deletionTimestamp"):
+                return False
+            fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
+            old = current.get("status") or {}
+            fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
+            current["apiVersion"], current["kind"] = API_VERSION, KIND
+            try:
+                kube.write_status(current, {**old, **fields})
+                break
+            except kube.Conflict:  # e.g. kopf's own annotations changed meanwhile: read again
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
         kube.apply(metadata.desired(current, new_record))
     return True
