@@ -47,7 +47,8 @@ PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": 
            "TrainingJob": "trainingjobs", "InferenceService": "inferenceservices", "Event": "events",
            "Deployment": "deployments", "ConfigMap": "configmaps", "Secret": "secrets",
            "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
-           "NetworkPolicy": "networkpolicies"}
+           "NetworkPolicy": "networkpolicies", "ServiceAccount": "serviceaccounts",
+           "PriorityClass": "priorityclasses"}
 
 
 def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):

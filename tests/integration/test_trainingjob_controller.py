@@ -193,3 +193,17 @@ def test_a_worker_failing_for_good_fails_the_job_and_leaves_no_worker_running(cl
     assert "exited with code 3" in tj["status"]["message"] and "loss is NaN" in tj["status"]["message"]
     wait_for(lambda: not [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=fail")
                           if p["status"].get("phase") in ("Running", "Pending")], what="no worker left running")
+
+
+def test_a_missing_priority_class_or_service_account_stalls_the_job_with_the_field_named(cluster, operator,
+                                                                                          namespace):
+    apply(cluster, trainingjob("refs", namespace, priorityClassName="no-such-class", serviceAccountName="nobody"))
+
+    def stalled():
+        tj = get(cluster, TJ, "refs", namespace) or {}
+        cond = next((c for c in (tj.get("status") or {}).get("conditions", []) if c["type"] == "Stalled"), {})
+        return tj if cond.get("status") == "True" else None
+
+    tj = wait_for(stalled, what="Stalled")
+    assert "spec.priorityClassName: PriorityClass no-such-class does not exist" in tj["status"]["message"]
+    assert "spec.serviceAccountName: ServiceAccount nobody does not exist" in tj["status"]["message"]

@@ -24,6 +24,7 @@ from mlcycle.trainingjob.status import FINISHED, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
+REFERENCE_API = {"ServiceAccount": "v1", "PriorityClass": "scheduling.k8s.io/v1"}
 # One reconcile per TrainingJob at a time: events of the job, its Job and its pods arrive on different
 # kopf workers, and registration must not run twice at once. A trigger that finds a reconcile already
 # waiting for the lock is dropped: the waiting one reads the state after it, so a burst of pod events
@@ -105,7 +106,8 @@ def _reconcile(namespace: str, name: str) -> None:
         if service:
             kube.apply(service)
         pods = kube.list_("v1", "Pod", namespace, kube.selector(manifests.selector(name)))
-    status = training_status(spec, meta["generation"], job, pods, old, invalid)
+    missing = _missing_references(namespace, spec) if job is not None and not pods else []
+    status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
 
     if registration.due(spec, status):
         status["conditions"] = merge_conditions(status["conditions"], [_register(body, spec, status)])
@@ -123,6 +125,14 @@ def _reconcile(namespace: str, name: str) -> None:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
             kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
                             status["message"])
+
+
+def _missing_references(namespace: str, spec: TrainingJobSpec) -> list[str]:
+    """Objects the spec names that only the cluster can say exist: without them no worker pod can be created."""
+    refs = [("spec.serviceAccountName", "ServiceAccount", namespace, spec.service_account_name),
+            ("spec.priorityClassName", "PriorityClass", None, spec.priority_class_name)]
+    return [f"{field}: {kind} {name} does not exist" for field, kind, ns, name in refs
+            if name and kube.get(REFERENCE_API[kind], kind, ns, name) is None]
 
 
 def _parse(raw: dict) -> tuple[TrainingJobSpec | None, list[str]]:

@@ -78,8 +78,10 @@ def ttl_expired(spec, status: dict, now: datetime) -> bool:
 
 
 def training_status(spec, generation: int, job: dict | None, pods: list[dict], previous: dict | None,
-                    invalid: list[str] | None = None) -> dict:
-    """The whole status for one observation. `previous` keeps results a deleted pod can no longer give."""
+                    invalid: list[str] | None = None, missing: list[str] | None = None) -> dict:
+    """The whole status for one observation. `previous` keeps results a deleted pod can no longer give.
+    `invalid`: spec errors (the job fails); `missing`: objects the spec names that the cluster lacks (the job
+    is Stalled while it has not started: its pods cannot be created until someone creates them)."""
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
     for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime"):
@@ -136,10 +138,13 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             if problems:
                 reason = problems[0][0]
 
+    stalled = phase == "Failed"
+    if missing and phase == "Pending":
+        reason, message, stalled = "ReferenceNotFound", "; ".join(missing), True
     status["phase"] = phase
     status["message"] = message
-    in_progress = phase in ("Pending", "Running")
-    conds = kstatus(phase == "Succeeded", in_progress, phase == "Failed", reason, message, generation)
+    in_progress = phase in ("Pending", "Running") and not stalled
+    conds = kstatus(phase == "Succeeded", in_progress, stalled, reason, message, generation)
     conds += [
         condition("Running", phase == "Running", reason, message if phase == "Running" else "", generation),
         condition("Succeeded", phase == "Succeeded", reason if phase == "Succeeded" else "NotSucceeded", "",

@@ -155,3 +155,11 @@ def test_ttl_expiry():
     assert not ttl_expired(s, done, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))
     assert ttl_expired(s, done, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))
     assert not ttl_expired(spec(), done, datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def test_a_missing_reference_stalls_the_job_with_the_field_named():
+    missing = ["spec.priorityClassName: PriorityClass gold does not exist"]
+    s = training_status(spec(), 1, job({}), [], None, missing=missing)
+    assert s["phase"] == "Pending" and s["message"] == missing[0]
+    assert find(s["conditions"], "Stalled")["status"] == "True" and cond(s, "Reconciling") == "False"
+    assert find(s["conditions"], "Ready")["reason"] == "ReferenceNotFound"
