@@ -64,6 +64,14 @@ def call(method: str, path: str, body=None, content_type: str = "application/jso
     return json.loads(data) if data else None
 
 
+def error_message(error: ApiException) -> str:
+    """The apiserver's own message of a refusal (it names the field), else the HTTP reason."""
+    try:
+        return json.loads(error.body).get("message") or str(error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
+
+
 def apply(obj: dict, force: bool = True) -> dict:
     """Server-side apply one object (create or update; a no-op when nothing changed)."""
     meta = obj["metadata"]

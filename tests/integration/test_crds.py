@@ -275,6 +275,16 @@ INVALID = {
         ["spec.retrain.template.workers"],
     ),
     # What a child object, the scheduler or Triton would refuse later (issue 13, item 6).
+    "tj-node-selector-bad-key": (edited(TJ, spec__nodeSelector={"bad key!": "x"}), ["spec.nodeSelector",
+                                                                                 "must be a label key"]),
+    "tj-toleration-bad-key": (
+        edited(TJ, spec__tolerations=[{"key": "bad key", "operator": "Exists"}]),
+        ["spec.tolerations[0].key"],
+    ),
+    "tj-env-unsupported-field-path": (
+        edited(TJ, spec__env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]),
+        ["spec.env[0].valueFrom.fieldRef.fieldPath"],
+    ),
     "tj-empty-image": (edited(TJ, spec__image=""), ["spec.image"]),
     "isvc-empty-runtime-image": (edited(ISVC, spec__runtime={"image": ""}), ["spec.runtime.image"]),
     "isvc-max-replicas-above-1024": (

@@ -207,3 +207,13 @@ def test_a_missing_priority_class_or_service_account_stalls_the_job_with_the_fie
     tj = wait_for(stalled, what="Stalled")
     assert "spec.priorityClassName: PriorityClass no-such-class does not exist" in tj["status"]["message"]
     assert "spec.serviceAccountName: ServiceAccount nobody does not exist" in tj["status"]["message"]
+
+
+def test_a_job_the_apiserver_refuses_is_reported_with_its_field_not_retried_silently(cluster, operator, namespace):
+    # A Secret key Kubernetes cannot hold: admission cannot tell, the Job's validation does.
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "bad key!"}}}]
+    apply(cluster, trainingjob("refused", namespace, env=env))
+    wait_for(lambda: phase(cluster, "refused", namespace) == "Failed", what="Failed")
+    tj = get(cluster, TJ, "refused", namespace)
+    assert "the apiserver refuses the children this spec asks for: Job.batch" in tj["status"]["message"]
+    assert "env[0].valueFrom.secretKeyRef.key" in tj["status"]["message"]

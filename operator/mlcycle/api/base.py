@@ -26,6 +26,10 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 SHA256_PATTERN = r"^sha256:[a-f0-9]{64}$"
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+# A label key (and a taint key): an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 # resource.Quantity's textual form, e.g. 500m, 2, 1.5, 4Gi, 1e3; never negative (a pod's limits cannot be).
 _DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
 QUANTITY_PATTERN = rf"^\+?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
@@ -178,7 +182,9 @@ class Toleration(ApiModel):
         )
     )
 
-    key: ShortString | None = Field(None, description="Taint key to tolerate; empty with Exists matches all.")
+    key: Annotated[str, StringConstraints(pattern=f"{LABEL_KEY_PATTERN}|^$", max_length=MAX_NAME)] | None = Field(
+        None, description="Taint key to tolerate (a label key); empty with Exists matches all."
+    )
     operator: Literal["Exists", "Equal"] = Field("Equal", description="How key and value are compared.")
     value: LabelValue | None = Field(None, description="Taint value to match with operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
@@ -200,7 +206,13 @@ class KeyRef(ApiModel):
 class FieldRef(ApiModel):
     """A field of the pod, as in core/v1 ObjectFieldSelector."""
 
-    field_path: ShortString = Field(description="Path of the field, e.g. metadata.name or status.podIP.")
+    # The paths core/v1 supports for environment variables (others are refused in the pod template).
+    field_path: str = Field(
+        description="Path of the field, e.g. metadata.name or status.podIP.",
+        max_length=MAX_NAME,
+        pattern=r"^(metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]|spec\.(nodeName|"
+        r"serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$",
+    )
     api_version: ShortString | None = Field(None, description="API version the path is written in; v1.")
 
 
@@ -236,7 +248,16 @@ class EnvVar(ApiModel):
 
 
 EnvList = Annotated[list[EnvVar], Field(max_length=MAX_ITEMS, json_schema_extra=list_type("map", "name"))]
-NodeSelector = Annotated[dict[str, LabelValue], Field(max_length=MAX_ITEMS)]
+NodeSelector = Annotated[
+    dict[str, LabelValue],
+    Field(
+        max_length=MAX_ITEMS,
+        json_schema_extra=validations(
+            rule(f"self.all(k, k.matches(r'{LABEL_KEY_PATTERN}'))", "every key must be a label key, e.g. "
+                 "example.com/pool or disktype")
+        ),
+    ),
+]
 Tolerations = Annotated[list[Toleration], Field(max_length=32)]
 Metrics = Annotated[dict[str, float], Field(max_length=MAX_ITEMS)]
 Aliases = Annotated[list[DnsLabel], Field(max_length=16, json_schema_extra=list_type("set"))]

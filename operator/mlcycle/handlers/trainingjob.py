@@ -11,6 +11,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
 from mlcycle import kube, metrics, redaction, storage
@@ -101,10 +102,17 @@ def _reconcile(namespace: str, name: str) -> None:
 
     job, pods = None, []
     if not invalid:
-        job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
-        service = manifests.desired_service(name, namespace, meta["uid"], spec)
-        if service:
-            kube.apply(service)
+        try:
+            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
+            service = manifests.desired_service(name, namespace, meta["uid"], spec)
+            if service:
+                kube.apply(service)
+        except ApiException as e:
+            if e.status not in (400, 422):
+                raise
+            # What admission let through but the Job or Service refuses: said in status, not retried blindly.
+            invalid = [f"the apiserver refuses the children this spec asks for: {kube.error_message(e)}"]
+    if job is not None:
         pods = kube.list_("v1", "Pod", namespace, kube.selector(manifests.selector(name)))
     missing = _missing_references(namespace, spec) if job is not None and not pods else []
     status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
