@@ -216,4 +216,4 @@ def test_a_job_the_apiserver_refuses_is_reported_with_its_field_not_retried_sile
     wait_for(lambda: phase(cluster, "refused", namespace) == "Failed", what="Failed")
     tj = get(cluster, TJ, "refused", namespace)
     assert "the apiserver refuses the children this spec asks for: Job.batch" in tj["status"]["message"]
-    assert "env[0].valueFrom.secretKeyRef.key" in tj["status"]["message"]
+    assert "valueFrom.secretKeyRef.key: Invalid value" in tj["status"]["message"]
