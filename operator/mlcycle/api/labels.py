@@ -14,6 +14,13 @@ MODEL = f"{GROUP}/model"
 TRAININGJOB = f"{GROUP}/trainingjob"
 TRAININGJOB_UID = f"{GROUP}/trainingjob-uid"
 MODELVERSION = f"{GROUP}/modelversion"
+MODELVERSION_UID = f"{GROUP}/modelversion-uid"  # on verification Jobs and their pods
+# The spec fingerprint a verification Job checks (modelversion.verification.fingerprint).
+FINGERPRINT_ANNOTATION = f"{GROUP}/modelversion-fingerprint"
+# The operator's verification bookkeeping on a ModelVersion (see modelversion.verification).
+VERIFICATION_ANNOTATION = f"{GROUP}/verification"
+# On a storage Secret: "true" lets deletionPolicy: Delete remove any artifact these credentials reach.
+ALLOW_ARTIFACT_DELETION_ANNOTATION = f"{GROUP}/allow-artifact-deletion"
 # The full name of the owning object on a child whose label value may have been cut.
 OWNER_NAME_ANNOTATION = f"{GROUP}/owner-name"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlcycle"}

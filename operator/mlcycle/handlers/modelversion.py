@@ -45,7 +45,7 @@ def on_modelversion_event(namespace, spec, **_):
         reconcile_model(namespace, spec["modelName"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={verifyjob.MODELVERSION_UID: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "jobs", labels={keys.MODELVERSION_UID: kopf.PRESENT})
 def on_verification_job_event(namespace, labels, **_):
     """A verification Job that finishes brings its result into status."""
     reconcile_model(namespace, labels[keys.MODEL])
@@ -206,7 +206,7 @@ def _verify_if_due(mv: dict, force: bool = False) -> bool:
         jobs = [j for j in kube.list_("batch/v1", "Job", namespace, kube.selector(verifyjob.selector(fresh)))
                 if not j["metadata"].get("deletionTimestamp")]
         current = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(
-            verifyjob.FINGERPRINT_ANNOTATION) == fp]
+            keys.FINGERPRINT_ANNOTATION) == fp]
         for job in jobs:
             if job not in current:  # started for a spec that has changed since
                 kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])

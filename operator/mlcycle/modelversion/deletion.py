@@ -5,10 +5,8 @@ status.registeredBy at registration — unless the Secret's owner opts in with A
 
 from __future__ import annotations
 
-from mlcycle.api.base import GROUP
+from mlcycle.api.labels import ALLOW_ARTIFACT_DELETION_ANNOTATION as ALLOW_ANNOTATION
 
-# On the storage Secret: "true" lets deletionPolicy: Delete remove any artifact these credentials reach.
-ALLOW_ANNOTATION = f"{GROUP}/allow-artifact-deletion"
 CONDITION = "ArtifactDeleted"
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 import minio
 
 from mlcycle import clock
+from mlcycle.api import labels as keys
 from mlcycle.api.base import SHA256_PATTERN
 from mlcycle.clients import s3
 from mlcycle.modelversion import onnx
@@ -287,7 +288,7 @@ def parse_result(doc: dict | None) -> Verified | VerificationFailed | None:
 # Bookkeeping, in the annotation ANNOTATION: {"for": fingerprint, "etag": ..., "attempts": n, "retryAt": iso}.
 # "for" says which spec the result in status belongs to; "etag" lets a periodic HEAD notice an overwritten
 # object; "attempts"/"retryAt" schedule the next try after a healable failure.
-ANNOTATION = "mlcycle.io/verification"
+ANNOTATION = keys.VERIFICATION_ANNOTATION
 BACKOFF_BASE_SECONDS = 10
 BACKOFF_MAX_SECONDS = 300
 

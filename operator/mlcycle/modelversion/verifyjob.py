@@ -19,8 +19,6 @@ from mlcycle.api.modelversion import KIND
 from mlcycle.modelversion import verification
 from mlcycle.pods import job_condition, termination_message
 
-MODELVERSION_UID = f"{keys.MODELVERSION}-uid"
-FINGERPRINT_ANNOTATION = f"{keys.MODELVERSION}-fingerprint"
 COMPONENT = {"app.kubernetes.io/component": "verify"}
 TERMINATION_LOG = "/dev/termination-log"
 SCRATCH = "/scratch"  # the download goes to an emptyDir: the root file system is read-only
@@ -30,7 +28,7 @@ DEFAULT_LIMITS = {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "20Gi"}
 
 def selector(mv: dict) -> dict[str, str]:
     """The labels that select a version's verification Jobs and pods."""
-    return {MODELVERSION_UID: mv["metadata"]["uid"]}
+    return {keys.MODELVERSION_UID: mv["metadata"]["uid"]}
 
 
 def storage_port(endpoint: str, secure: bool) -> int:
@@ -75,7 +73,8 @@ def desired_job(mv: dict, fingerprint: str, image: str, placement: dict, limits:
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"generateName": names.child_name(meta["name"], "verify", limit=57) + "-",
                      "namespace": meta["namespace"], "labels": labels(mv),
-                     "annotations": {FINGERPRINT_ANNOTATION: fingerprint, keys.OWNER_NAME_ANNOTATION: meta["name"]},
+                     "annotations": {keys.FINGERPRINT_ANNOTATION: fingerprint,
+                                     keys.OWNER_NAME_ANNOTATION: meta["name"]},
                      "ownerReferences": [owner_reference(KIND, meta["name"], meta["uid"])]},
         "spec": {"backoffLimit": 0, "activeDeadlineSeconds": DEADLINE_SECONDS, "ttlSecondsAfterFinished": 3600,
                  "template": {"metadata": {"labels": labels(mv)}, "spec": pod}},

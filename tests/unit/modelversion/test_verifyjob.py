@@ -29,7 +29,7 @@ def test_the_verification_pod_has_no_token_no_service_links_limits_and_credentia
     assert json.loads(env["MLCYCLE_ARTIFACT"]["value"]) == MV["spec"]["artifact"]
     assert env["MLCYCLE_PREVIOUS_DIGEST"]["value"] == MV["status"]["verifiedDigest"]
     assert job["spec"]["backoffLimit"] == 0 and job["spec"]["activeDeadlineSeconds"] > verification.PROBE_TIMEOUT
-    assert job["metadata"]["annotations"][verifyjob.FINGERPRINT_ANNOTATION] == "fp1"
+    assert job["metadata"]["annotations"][keys.FINGERPRINT_ANNOTATION] == "fp1"
     assert job["metadata"]["labels"][keys.MODEL] == "iris"
     assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
     assert verifyjob.desired_job(MV, "fp1", "i", {}, {"memory": "8Gi"})["spec"]["template"]["spec"]["containers"][0][
