@@ -47,6 +47,18 @@ class TokenThief(torch.nn.Module):
         raise RuntimeError("STOLEN " + stolen)
 
 
+class Leaker(torch.nn.Module):
+    """A model whose forward() fails with `message`: whatever a model author puts there reaches the probe's
+    report."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(self.message)
+
+
 def checkpoint_bytes() -> bytes:
     """A torch.save() state dict: a zip too, but not TorchScript."""
     buffer = io.BytesIO()

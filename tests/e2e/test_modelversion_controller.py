@@ -17,6 +17,7 @@ from mlcycle.localdev.sample import storage_secret
 from mlcycle.modelversion import deletion
 from modelversion_artifacts import (
     SERVICE_ACCOUNT_TOKEN,
+    Leaker,
     TokenThief,
     checkpoint_bytes,
     model_version,
@@ -134,6 +135,22 @@ def test_a_model_that_reads_the_service_account_token_finds_none_and_fails_clear
     # The verification Job is gone once its result is in status.
     wait_for(lambda: not json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)[
         "items"], what="the verification Job removed")
+
+
+def test_secrets_planted_in_a_models_error_reach_no_status_event_or_log(cluster, operator, minio, bucket,
+                                                                         namespace):
+    setup_secret(cluster, minio, namespace)
+    planted = [minio.secret_key, "wJalrXUtnFEMIK7MDENG", "hunter2hunter2", "AKIAIOSFODNN7EXAMPLE"]
+    message = (f"the key is {planted[0]}; AWS_SECRET_ACCESS_KEY={planted[1]}; see https://admin:{planted[2]}@s3.local/x;"
+               f" id {planted[3]}")
+    upload(minio, bucket, "leaker.pt", torchscript_bytes(Leaker(message)))
+    apply(cluster, model_version("leak-v1", namespace, "leak", 1, f"s3://{bucket}/leaker.pt"))
+    st = wait_phase(cluster, "leak-v1", namespace, "Failed", timeout=180)
+    assert condition(st, "ArtifactVerified")["reason"] == "SignatureMismatch" and "the key is ***" in st["message"]
+    wait_for(lambda: events(cluster, namespace, "leak-v1"), what="an event")
+    everything = json.dumps([st, events(cluster, namespace, "leak-v1")]) + operator.log_path.read_text()
+    for secret in planted:
+        assert secret not in everything
 
 
 def test_an_onnx_artifact_is_parsed_and_becomes_ready(cluster, operator, minio, bucket, namespace):
