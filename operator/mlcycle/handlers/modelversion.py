@@ -160,7 +160,6 @@ def recheck(namespace: str, name: str, model: str) -> None:
         log.warning("ModelVersion %s/%s: cannot re-check %s: %s", namespace, name, uri, e)
         return
     if etag != (_record(mv["metadata"].get("annotations")) or {}).get("etag"):
-        mv["apiVersion"], mv["kind"] = API_VERSION, KIND
         if _verify_if_due(mv, force=True):
             _settle(namespace, model)
 
@@ -199,7 +198,6 @@ def _verify_if_due(mv: dict, force: bool = False) -> bool:
         fresh = kube.get(API_VERSION, KIND, namespace, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return False
-        fresh["apiVersion"], fresh["kind"] = API_VERSION, KIND
         spec, record = fresh["spec"], _record(fresh["metadata"].get("annotations"))
         fp = verification.fingerprint(spec["artifact"], spec.get("signature"))
         now = datetime.now(UTC)
@@ -253,7 +251,6 @@ def _record_outcome(mv: dict, outcome: verification.Verified | verification.Veri
             fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
             old = current.get("status") or {}
             fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
-            current["apiVersion"], current["kind"] = API_VERSION, KIND
             try:
                 kube.write_status(current, {**old, **fields})
                 break
