@@ -30,6 +30,35 @@ def torchscript_bytes(module: torch.nn.Module | None = None) -> bytes:
     return buffer.getvalue()
 
 
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+class TokenThief(torch.nn.Module):
+    """A model whose forward() reads the pod's ServiceAccount token (torch.from_file is scriptable) and, if it
+    finds one, puts it in its error, which the probe reports: what a hostile artifact would try."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        token = torch.from_file("/var/run/secrets/kubernetes.io/serviceaccount/token", shared=False, size=64,
+                                dtype=torch.uint8)
+        stolen = ""
+        values: list[int] = token.tolist()
+        for b in values:
+            stolen += chr(b)
+        raise RuntimeError("STOLEN " + stolen)
+
+
+class Leaker(torch.nn.Module):
+    """A model whose forward() fails with `message`: whatever a model author puts there reaches the probe's
+    report."""
+
+    def __init__(self, message: str):
+        super().__init__()
+        self.message = message
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise RuntimeError(self.message)
+
+
 def checkpoint_bytes() -> bytes:
     """A torch.save() state dict: a zip too, but not TorchScript."""
     buffer = io.BytesIO()

@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("mlcycle.workloads.trainer", "the built-in PyTorch trainer (runs inside training pods)"),
     "fetch-model": ("mlcycle.workloads.fetch_model", "lay out a Triton model repository (serving pods' init)"),
     "drift": ("mlcycle.workloads.drift", "one drift check of a served model (runs in the <isvc>-drift CronJob)"),
+    "verify": ("mlcycle.workloads.verify", "verify one ModelVersion's artifact (runs inside its verification pod)"),
     "crds": ("mlcycle.api.crdgen", "write crds/*.yaml from the pydantic API models"),
     "runtime": ("mlcycle.localdev.runtime", "local pod runtime: runs pods bound to its node as processes"),
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),

@@ -7,11 +7,7 @@ beside them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from mlcycle.clock import now_iso
 
 
 def condition(type_: str, status: bool | str, reason: str, message: str = "", generation: int | None = None,

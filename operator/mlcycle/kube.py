@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from datetime import UTC, datetime
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
+
+from mlcycle import clock
 
 FIELD_MANAGER = "mlcycle"
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def _path(api_version: str, kind_plural: str, namespace: str | None, name: str |
 PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": "modelversions",
            "TrainingJob": "trainingjobs", "InferenceService": "inferenceservices", "Event": "events",
            "Deployment": "deployments", "ConfigMap": "configmaps", "Secret": "secrets",
-           "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers"}
+           "CronJob": "cronjobs", "HorizontalPodAutoscaler": "horizontalpodautoscalers",
+           "NetworkPolicy": "networkpolicies", "ServiceAccount": "serviceaccounts",
+           "PriorityClass": "priorityclasses"}
 
 
 def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):
@@ -59,6 +62,14 @@ def call(method: str, path: str, body=None, content_type: str = "application/jso
     if not 200 <= response.status < 300:
         raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
     return json.loads(data) if data else None
+
+
+def error_message(error: ApiException) -> str:
+    """The apiserver's own message of a refusal (it names the field), else the HTTP reason."""
+    try:
+        return json.loads(error.body).get("message") or str(error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
 
 
 def apply(obj: dict, force: bool = True) -> dict:
@@ -78,6 +89,11 @@ def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict |
         raise
 
 
+def selector(labels: dict[str, str]) -> str:
+    """A label selector that matches all of `labels`."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
 def list_(api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict]:
     query = [("labelSelector", label_selector)] if label_selector else []
     return call("GET", _path(api_version, PLURALS[kind], namespace), query=query).get("items", [])
@@ -92,9 +108,52 @@ def delete(api_version: str, kind: str, namespace: str | None, name: str, propag
             raise
 
 
-def patch_status(api_version: str, kind: str, namespace: str, name: str, status: dict) -> dict:
-    path = _path(api_version, PLURALS[kind], namespace, name) + "/status"
-    return call("PATCH", path, {"status": status}, "application/merge-patch+json")
+class Conflict(Exception):
+    """The object changed since it was read; read it again and recompute."""
+
+
+def _pruned(value):
+    """Without null values: an absent field and a null one mean the same, and the apiserver keeps nulls."""
+    if isinstance(value, dict):
+        return {k: _pruned(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
+
+
+def status_changed(old: dict, new: dict) -> bool:
+    """Whether writing `new` would change the stored status `old` (status is written only when it does)."""
+    return json.dumps(_pruned(old), sort_keys=True, default=str) != json.dumps(_pruned(new), sort_keys=True,
+                                                                                default=str)
+
+
+def write_status(obj: dict, status: dict) -> bool:
+    """Make `obj`'s status exactly `status`, when it differs from the status `obj` holds; True when written.
+
+    A JSON patch that sets /status as a whole, not a merge patch: a merge patch never removes a key, so a
+    field the builder no longer returns (a keyMetric, a modelVersionRef) would stay forever."""
+    if not status_changed(obj.get("status") or {}, status):
+        return False
+    meta = obj["metadata"]
+    path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta["namespace"], meta["name"]) + "/status"
+    patch = [{"op": "add", "path": "/status", "value": _pruned(status)}]
+    if meta.get("resourceVersion"):
+        # Optimistic concurrency: status computed from this version of the object replaces only this version
+        # (409 Conflict otherwise), so a field another writer added meanwhile is not dropped unseen.
+        patch.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
+    try:
+        call("PATCH", path, patch, "application/json-patch+json")
+    except ApiException as e:
+        if e.status == 409:
+            raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed meanwhile") from e
+        raise
+    return True
+
+
+def add_status_fields(api_version: str, kind: str, namespace: str, name: str, fields: dict) -> None:
+    """Add fields to a status, leaving the rest as it is (a merge patch, which creates status if needed)."""
+    call("PATCH", _path(api_version, PLURALS[kind], namespace, name) + "/status", {"status": fields},
+         "application/merge-patch+json")
 
 
 def create(obj: dict) -> dict | None:
@@ -112,7 +171,7 @@ def post_event(obj: dict, type_: str, reason: str, message: str) -> None:
     """Post an Event about `obj` now, once, best effort. Not through kopf's queue: kopf retries one failing
     event (e.g. into a namespace being deleted) for about a minute and a half while every later event of
     the operator waits behind it."""
-    meta, now = obj["metadata"], datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    meta, now = obj["metadata"], clock.now_iso()
     event = {"apiVersion": "v1", "kind": "Event",
              "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
              "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
@@ -124,8 +183,3 @@ def post_event(obj: dict, type_: str, reason: str, message: str) -> None:
     except ApiException as e:
         log.warning("%s %s/%s: event %s not posted: %s", obj["kind"], meta["namespace"], meta["name"], reason,
                     e.reason)
-
-
-def status_changed(old: dict, new: dict) -> bool:
-    """Whether merging `new` into `old` changes anything (status is written only when it does)."""
-    return json.dumps(old, sort_keys=True, default=str) != json.dumps({**old, **new}, sort_keys=True, default=str)

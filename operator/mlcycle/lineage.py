@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 
+from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION
 from mlcycle.modelversion.status import how_served
 
@@ -17,7 +18,7 @@ def lineage(versions: list[dict], training_jobs: dict[str, dict], isvcs: list[di
     for mv in sorted(versions, key=lambda mv: (mv["spec"]["version"], mv["metadata"]["name"])):
         spec, status, labels = mv["spec"], mv.get("status") or {}, mv["metadata"].get("labels") or {}
         source = spec.get("source") or {}
-        tj_name = source.get("trainingJob") or labels.get("mlcycle.io/trainingjob")
+        tj_name = source.get("trainingJob") or labels.get(keys.TRAININGJOB)
         tj = training_jobs.get(tj_name) if tj_name else None
         held = status.get("aliases") or []
         records.append({
@@ -27,7 +28,7 @@ def lineage(versions: list[dict], training_jobs: dict[str, dict], isvcs: list[di
             "trainingJob": None if not tj_name else {
                 "name": tj_name, "exists": tj is not None,
                 "phase": ((tj or {}).get("status") or {}).get("phase"),
-                "uid": labels.get("mlcycle.io/trainingjob-uid")},
+                "uid": labels.get(keys.TRAININGJOB_UID)},
             "params": source.get("params"),
             "artifact": {"uri": spec["artifact"]["uri"], "format": spec["artifact"]["format"],
                          "digest": status.get("verifiedDigest") or spec["artifact"].get("digest"),

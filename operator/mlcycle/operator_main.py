@@ -9,18 +9,18 @@ import logging
 import kopf
 
 from mlcycle import metrics
-
-PREFIX = "mlcycle.io"
+from mlcycle.api.base import GROUP
+from mlcycle.api.labels import FINALIZER
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_) -> None:
     # Handler progress and diff-base go to annotations with our own prefix: kopf's default (status.kopf)
     # would be pruned by the structural CRD schemas, and it keeps `status` ours alone.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=PREFIX, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{PREFIX}/finalizer"
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = FINALIZER
     # Idle watches have been seen to stop receiving events silently: make the server end them, and the
     # client give up on a stuck one, so kopf re-establishes them regularly.
     settings.watching.server_timeout = 300

@@ -25,6 +25,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from mlcycle import redaction
+
 # The reasons the built-in trainer fails with; user images may use their own.
 DATASET_NOT_FOUND = "DatasetNotFound"
 DATASET_UNREADABLE = "DatasetUnreadable"
@@ -52,15 +54,11 @@ class TrainingFailed(Exception):
 
 
 def redact(text: str, env: Mapping[str, str] = os.environ) -> str:
-    """`text` with any credential from the environment replaced by ***."""
-    for name in _SECRET_ENV:
-        secret = env.get(name)
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, "***")
-    return text
+    """`text` with any credential from the environment (and anything that looks like one) replaced by ***."""
+    return redaction.redact(text, [env.get(name, "") for name in _SECRET_ENV], limit=None)
 
 
-def _is_finite_number(value: Any) -> bool:
+def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -68,7 +66,7 @@ def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | No
     """The success termination message. status.metrics maps names to numbers, so only finite numbers are
     kept, at most MAX_METRICS, and fewer if the document would not fit in MESSAGE_LIMIT bytes;
     `metricsTruncated` says that some were left out."""
-    numbers = [(k, v) for k, v in metrics.items() if _is_finite_number(v)]
+    numbers = [(k, v) for k, v in metrics.items() if is_finite_number(v)]
     kept = dict(numbers[:MAX_METRICS])
     while True:
         doc: dict[str, Any] = {"metrics": kept}

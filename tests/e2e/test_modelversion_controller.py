@@ -8,15 +8,23 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
 
 from mlcycle.clients import s3
 from mlcycle.localdev.sample import storage_secret
-from modelversion_artifacts import checkpoint_bytes, model_version, onnx_bytes, torchscript_bytes
-from waiting import wait_for
+from mlcycle.modelversion import deletion
+from modelversion_artifacts import (
+    SERVICE_ACCOUNT_TOKEN,
+    Leaker,
+    TokenThief,
+    checkpoint_bytes,
+    model_version,
+    onnx_bytes,
+    torchscript_bytes,
+)
+from waiting import Recorder, wait_for
 
 MV = "modelversion.mlcycle.io"
 
@@ -50,8 +58,9 @@ def events(cluster, namespace, name) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(autouse=True)
-def delete_versions_while_the_operator_runs(cluster, operator, namespace):
-    """The finalizer needs the operator: remove the test's versions before the namespace goes."""
+def delete_versions_while_the_operator_runs(cluster, operator, local_runtime, namespace):
+    """The finalizer needs the operator: remove the test's versions before the namespace goes. (Verification
+    Jobs run on the local runtime.)"""
     yield
     cluster.kubectl_run("delete", "inferenceservices.mlcycle.io,modelversions.mlcycle.io", "--all", "-n", namespace,
                         "--wait=true", "--timeout=60s", check=False)
@@ -62,8 +71,10 @@ def upload(minio, bucket, key, data) -> str:
     return f"sha256:{digest}"
 
 
-def setup_secret(cluster, minio, namespace, name="s3", secret_key=None):
-    apply(cluster, storage_secret(name, namespace, minio.endpoint, minio.access_key, secret_key or minio.secret_key))
+def setup_secret(cluster, minio, namespace, name="s3", secret_key=None, annotations=None):
+    secret = storage_secret(name, namespace, minio.endpoint, minio.access_key, secret_key or minio.secret_key)
+    secret["metadata"]["annotations"] = annotations or {}
+    apply(cluster, secret)
 
 
 def test_a_good_artifact_becomes_ready_with_its_digest_size_labels_and_event(cluster, operator, minio, bucket,
@@ -93,6 +104,53 @@ def test_a_good_artifact_becomes_ready_with_its_digest_size_labels_and_event(clu
     assert table.split("\n")[0].split() == ["NAME", "MODEL", "VERSION", "PHASE", "ALIASES", "METRIC", "AGE"]
     assert table.split("\n")[1].split()[:6] == ["iris-v1", "iris", "1", "Ready", '["production"]', "accuracy=0.95"]
     assert operator.healthy()
+
+
+def test_a_model_that_reads_the_service_account_token_finds_none_and_fails_clearly(cluster, operator, minio, bucket,
+                                                                                  namespace, kube_api):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "thief.pt", torchscript_bytes(TokenThief()))
+    with Recorder(kube_api, "", "v1", namespace, "pods") as pods:
+        apply(cluster, model_version("thief-v1", namespace, "thief", 1, f"s3://{bucket}/thief.pt"))
+        st = wait_phase(cluster, "thief-v1", namespace, "Failed", timeout=180)
+    # The model ran (the probe calls forward) and the token file was not there to read.
+    verified = condition(st, "ArtifactVerified")
+    assert verified["reason"] == "SignatureMismatch" and "STOLEN" not in st["message"]
+    assert SERVICE_ACCOUNT_TOKEN in verified["message"] and "No such file" in verified["message"]
+    # ... in a pod without a token volume (the apiserver adds one to every pod that does not refuse it), without
+    # service links, whose container reads the storage credentials by reference only.
+    verify_pods = [p for p in pods.objects if p["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+                   == "verify"]
+    assert verify_pods
+    for pod in verify_pods:
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False and spec["enableServiceLinks"] is False
+        assert not [v for v in spec.get("volumes") or [] if "projected" in v]
+        assert not [m for m in spec["containers"][0].get("volumeMounts") or []
+                    if m["mountPath"].startswith("/var/run/secrets")]
+        env = {e["name"]: e for e in spec["containers"][0]["env"]}
+        assert "value" not in env["AWS_SECRET_ACCESS_KEY"] and "secretKeyRef" in env["AWS_SECRET_ACCESS_KEY"][
+            "valueFrom"]
+    assert minio.secret_key not in json.dumps(st)
+    # The verification Job is gone once its result is in status.
+    wait_for(lambda: not json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)[
+        "items"], what="the verification Job removed")
+
+
+def test_secrets_planted_in_a_models_error_reach_no_status_event_or_log(cluster, operator, minio, bucket,
+                                                                         namespace):
+    setup_secret(cluster, minio, namespace)
+    planted = [minio.secret_key, "wJalrXUtnFEMIK7MDENG", "hunter2hunter2", "AKIAIOSFODNN7EXAMPLE"]
+    message = (f"the key is {planted[0]}; AWS_SECRET_ACCESS_KEY={planted[1]}; see https://admin:{planted[2]}@s3.local/x;"
+               f" id {planted[3]}")
+    upload(minio, bucket, "leaker.pt", torchscript_bytes(Leaker(message)))
+    apply(cluster, model_version("leak-v1", namespace, "leak", 1, f"s3://{bucket}/leaker.pt"))
+    st = wait_phase(cluster, "leak-v1", namespace, "Failed", timeout=180)
+    assert condition(st, "ArtifactVerified")["reason"] == "SignatureMismatch" and "the key is ***" in st["message"]
+    wait_for(lambda: events(cluster, namespace, "leak-v1"), what="an event")
+    everything = json.dumps([st, events(cluster, namespace, "leak-v1")]) + operator.log_path.read_text()
+    for secret in planted:
+        assert secret not in everything
 
 
 def test_an_onnx_artifact_is_parsed_and_becomes_ready(cluster, operator, minio, bucket, namespace):
@@ -223,7 +281,10 @@ def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, o
     upload(minio, bucket, "served.pt", torchscript_bytes())
     upload(minio, bucket, "doomed.pt", torchscript_bytes())
     apply(cluster, model_version("s-v1", namespace, "s", 1, f"s3://{bucket}/served.pt", aliases=["production"]))
-    apply(cluster, model_version("s-v2", namespace, "s", 2, f"s3://{bucket}/doomed.pt", deletionPolicy="Delete"))
+    # The Secret's owner lets deletionPolicy: Delete remove what these credentials reach.
+    setup_secret(cluster, minio, namespace, "s3-deletable", annotations={deletion.ALLOW_ANNOTATION: "true"})
+    apply(cluster, model_version("s-v2", namespace, "s", 2, f"s3://{bucket}/doomed.pt", secret="s3-deletable",
+                                 deletionPolicy="Delete"))
     wait_phase(cluster, "s-v1", namespace, "Ready")
     wait_phase(cluster, "s-v2", namespace, "Ready")
     isvc = {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
@@ -236,8 +297,11 @@ def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, o
     blocked = wait_for(lambda: (st := status(cluster, "s-v1", namespace)).get("message", "").startswith(
         "deletion waits") and st, what="the deletion to wait")
     assert "served by InferenceService(s) s-svc" in blocked["message"] and blocked["servedBy"] == ["s-svc"]
-    time.sleep(3)
-    assert get(cluster, MV, "s-v1", namespace) is not None
+    # kopf records each attempt of the finalizer in its progress annotation: after a retry it still holds.
+    wait_for(lambda: any(json.loads(v).get("retries", 0) >= 1 for k, v in (get(cluster, MV, "s-v1", namespace)[
+        "metadata"].get("annotations") or {}).items() if "delete" in k and v.startswith("{")),
+             timeout=60, what="the finalizer to run again and still hold the version")
+    assert get(cluster, MV, "s-v1", namespace)["metadata"]["deletionTimestamp"]
 
     cluster.kubectl_run("delete", "inferenceservice.mlcycle.io", "s-svc", "-n", namespace)
     wait_for(lambda: get(cluster, MV, "s-v1", namespace) is None, timeout=60, what="s-v1 to be deleted")
@@ -245,6 +309,23 @@ def test_deletion_waits_while_an_inference_service_serves_the_version(cluster, o
 
     cluster.kubectl_run("delete", MV, "s-v2", "-n", namespace, "--wait=true", "--timeout=60s")
     assert "doomed.pt" not in s3.list_keys(minio.client(), bucket, "")  # deletionPolicy: Delete
+
+
+def test_delete_policy_keeps_an_artifact_the_operator_did_not_write_and_says_why(cluster, operator, minio, bucket,
+                                                                                namespace, kube_api):
+    setup_secret(cluster, minio, namespace)
+    upload(minio, bucket, "someone-elses.pt", torchscript_bytes())
+    apply(cluster, model_version("d-v1", namespace, "d", 1, f"s3://{bucket}/someone-elses.pt", deletionPolicy="Delete"))
+    wait_phase(cluster, "d-v1", namespace, "Ready")
+    with Recorder(kube_api, "mlcycle.io", "v1alpha1", namespace, "modelversions") as written:
+        cluster.kubectl_run("delete", MV, "d-v1", "-n", namespace, "--wait=true", "--timeout=60s")
+        kept = wait_for(lambda: [c for st in written.statuses("d-v1") for c in st.get("conditions") or []
+                                 if c["type"] == "ArtifactDeleted"], what="the ArtifactDeleted condition")
+    assert get(cluster, MV, "d-v1", namespace) is None  # the version went away all the same
+    assert kept[-1]["status"] == "False" and kept[-1]["reason"] == "NotWrittenByOperator"
+    assert "the operator did not write it" in kept[-1]["message"] and deletion.ALLOW_ANNOTATION in kept[-1]["message"]
+    assert minio.client().stat_object(bucket, "someone-elses.pt")  # still there
+    wait_for(lambda: "ArtifactKept" in {r for r, _ in events(cluster, namespace, "d-v1")}, what="ArtifactKept event")
 
 
 def test_lineage_prints_the_chain_from_dataset_to_inference_services(cluster, operator, minio, bucket, namespace):

@@ -13,7 +13,9 @@ import yaml
 
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
-from waiting import wait_for
+from waiting import Recorder, wait_for
+
+PHASE_ORDER = {"Pending": 0, "Running": 1, "Succeeded": 2, "Failed": 2}
 
 
 def get_json(cluster, *args):
@@ -39,16 +41,23 @@ def finished(cluster, name, namespace):
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["single-worker", "ddp-2-workers-gloo"])
 def test_trainingjob_trains_for_real_and_registers_a_model_version(
-        cluster, crds, operator, local_runtime, minio, sample_data, namespace, workers):
+        cluster, crds, operator, local_runtime, minio, sample_data, namespace, kube_api, workers):
     name = f"iris-{workers}w"
     secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
     tj = training_job(name, namespace, "s3", workers=workers, epochs=15, node_selector=RUNTIME_LABEL,
                       model=f"iris{workers}")
     tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
-    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
-
-    tj = wait_for(lambda: finished(cluster, name, namespace), f"{name} to finish", timeout=600)
+    with Recorder(kube_api, "mlcycle.io", "v1alpha1", namespace, "trainingjobs") as written:
+        cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+        tj = wait_for(lambda: finished(cluster, name, namespace), f"{name} to finish", timeout=600)
+        wait_for(lambda: written.statuses(name) and written.statuses(name)[-1].get("modelVersionRef"),
+                 what="the last status write to be watched")
     status = tj["status"]
+    # Every status write, in order: a phase only moves forward (never Running -> Pending while the Job counts
+    # a finished worker).
+    phases = [s["phase"] for s in written.statuses(name) if s.get("phase")]
+    assert [PHASE_ORDER[p] for p in phases] == sorted(PHASE_ORDER[p] for p in phases), phases
+    assert phases[-1] == "Succeeded" and "Running" in phases
     assert status["phase"] == "Succeeded", status.get("message")
     assert status["metrics"]["val_accuracy"] >= 0.8
     assert status["workers"]["succeeded"] == workers
@@ -68,6 +77,10 @@ def test_trainingjob_trains_for_real_and_registers_a_model_version(
     assert status["artifact"]["uri"].startswith(f"s3://models/iris{workers}/{name}/{tj['metadata']['uid'][:8]}/")
     assert mv["spec"]["signature"]["inputs"][0]["shape"][-1] == 4
     assert "ownerReferences" not in mv["metadata"]  # the registry entry outlives the job
+    # The operator records that it wrote this artifact (what lets deletionPolicy: Delete remove it).
+    mv = wait_for(lambda: (m := get_json(cluster, "modelversion", mv["metadata"]["name"], "-n", namespace))
+                  and (m.get("status") or {}).get("registeredBy") and m, what="status.registeredBy")
+    assert mv["status"]["registeredBy"] == {"name": name, "uid": tj["metadata"]["uid"]}
 
     # ... and the registry verifies it: the version ends Ready with the artifact's digest.
     mv = wait_for(lambda: (m := get_json(cluster, "modelversion", mv["metadata"]["name"], "-n", namespace))

@@ -2,7 +2,6 @@
 
 import json
 import threading
-import time
 
 import yaml
 from kubernetes import client, watch
@@ -54,17 +53,19 @@ def test_crd_becomes_established_and_objects_round_trip_through_a_watch(cluster,
     api = client.CustomObjectsApi(kube_api)
     seen = []
     w = watch.Watch()
+    # Watching from the list's resourceVersion delivers every later event, however late the watch connects.
+    since = api.list_namespaced_custom_object("test.mlcycle.io", "v1", namespace, "smokes")["metadata"][
+        "resourceVersion"]
 
     def watch_smokes():
         for event in w.stream(api.list_namespaced_custom_object, "test.mlcycle.io", "v1", namespace, "smokes",
-                              timeout_seconds=30):
+                              resource_version=since, timeout_seconds=30):
             seen.append((event["type"], event["object"]["spec"]["value"]))
             if len(seen) == 2:
                 w.stop()
 
     thread = threading.Thread(target=watch_smokes)
     thread.start()
-    time.sleep(1)
     body = {"apiVersion": "test.mlcycle.io/v1", "kind": "Smoke", "metadata": {"name": "a"}, "spec": {"value": 1}}
     api.create_namespaced_custom_object("test.mlcycle.io", "v1", namespace, "smokes", body)
     api.patch_namespaced_custom_object("test.mlcycle.io", "v1", namespace, "smokes", "a", {"spec": {"value": 2}})

@@ -317,6 +317,80 @@ INVALID = {
         edited(ISVC, spec__retrain={"template": {**TJ["spec"], "workers": 0}}),
         ["spec.retrain.template.workers"],
     ),
+    # What a child object, the scheduler or Triton would refuse later (issue 13, item 6).
+    "tj-node-selector-bad-key": (edited(TJ, spec__nodeSelector={"bad key!": "x"}), ["spec.nodeSelector",
+                                                                                 "must be a label key"]),
+    "tj-toleration-bad-key": (
+        edited(TJ, spec__tolerations=[{"key": "bad key", "operator": "Exists"}]),
+        ["spec.tolerations[0].key"],
+    ),
+    "tj-env-unsupported-field-path": (
+        edited(TJ, spec__env=[{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "spec.containers"}}}]),
+        ["spec.env[0].valueFrom.fieldRef.fieldPath"],
+    ),
+    "tj-empty-image": (edited(TJ, spec__image=""), ["spec.image"]),
+    "isvc-empty-runtime-image": (edited(ISVC, spec__runtime={"image": ""}), ["spec.runtime.image"]),
+    "isvc-max-replicas-above-1024": (
+        edited(ISVC, spec__autoscaling={"maxReplicas": 5000, "target": 10}),
+        ["spec.autoscaling.maxReplicas"],
+    ),
+    "tj-negative-cpu": (edited(TJ, spec__resources__cpu="-1"), ["spec.resources.cpu"]),
+    "tj-toleration-exists-with-value": (
+        edited(TJ, spec__tolerations=[{"key": "a", "operator": "Exists", "value": "x"}]),
+        ["spec.tolerations[0].value", "operator Exists has no value"],
+    ),
+    "tj-toleration-equal-without-key": (
+        edited(TJ, spec__tolerations=[{"value": "x"}]),
+        ["spec.tolerations[0].key", "needs operator Exists"],
+    ),
+    "tj-toleration-seconds-without-no-execute": (
+        edited(TJ, spec__tolerations=[{"key": "a", "operator": "Exists", "tolerationSeconds": 5}]),
+        ["spec.tolerations[0].tolerationSeconds", "needs effect NoExecute"],
+    ),
+    "mv-duplicate-input-name": (
+        edited(MV, spec__signature={"inputs": [{"name": "x", "dtype": "FP32", "shape": [-1]}] * 2,
+                                    "outputs": [{"name": "y", "dtype": "FP32", "shape": [-1]}]}),
+        ["spec.signature.inputs[1]", "Duplicate value"],
+    ),
+    "isvc-cron-day-of-week-7": (
+        edited(ISVC, spec__monitoring__drift__schedule="0 0 * * 7"),
+        ["spec.monitoring.drift.schedule"],
+    ),
+    "isvc-cron-step-zero": (
+        edited(ISVC, spec__monitoring__drift__schedule="*/0 * * * *"),
+        ["spec.monitoring.drift.schedule"],
+    ),
+    "isvc-cron-time-zone-prefix": (
+        edited(ISVC, spec__monitoring__drift__schedule="TZ=UTC 0 * * * *"),
+        ["spec.monitoring.drift.schedule"],
+    ),
+    "isvc-preferred-batch-above-max": (
+        edited(ISVC, spec__runtime={"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [4, 16]}}),
+        ["spec.runtime.dynamicBatching.preferredBatchSizes", "must not exceed maxBatchSize"],
+    ),
+    "isvc-preferred-batch-zero": (
+        edited(ISVC, spec__runtime={"maxBatchSize": 8, "dynamicBatching": {"preferredBatchSizes": [0]}}),
+        ["spec.runtime.dynamicBatching.preferredBatchSizes[0]"],
+    ),
+    "isvc-gpu-instances-without-gpus": (
+        edited(ISVC, spec__runtime={"instanceGroup": {"kind": "GPU"}}),
+        ["spec.runtime.instanceGroup.kind", "needs spec.resources.gpus > 0"],
+    ),
+    "isvc-gpu-metric-without-gpus": (
+        edited(ISVC, spec__autoscaling={"maxReplicas": 2, "target": 80, "metric": "gpu-utilization"}),
+        ["spec.autoscaling.metric", "needs spec.resources.gpus > 0"],
+    ),
+    "isvc-duplicate-drift-feature": (
+        edited(ISVC, spec__monitoring__drift__features=["a", "a"]),
+        ["spec.monitoring.drift.features[1]", "Duplicate value"],
+    ),
+    "isvc-name-with-dot": (edited(ISVC, metadata__name="churn.v2"), ["metadata.name must be an RFC 1035 label"]),
+    "isvc-name-starting-with-digit": (
+        edited(ISVC, metadata__name="2026-churn"),
+        ["metadata.name must be an RFC 1035 label"],
+    ),
+    "isvc-name-64": (edited(ISVC, metadata__name="a" * 64), ["metadata.name must be an RFC 1035 label"]),
+    "isvc-name-253": (edited(ISVC, metadata__name="a" * 253), ["metadata.name must be an RFC 1035 label"]),
 }
 
 
@@ -327,6 +401,34 @@ def test_invalid_manifest_is_refused(kubectl, ns, name):
     assert result.returncode != 0, f"{name} was accepted"
     for text in expected:
         assert text in result.stderr
+
+
+@pytest.mark.parametrize("schedule", ["0 0 * * MON", "30 2 * jan,Jul mon-fri", "@every 1h30m", "5/15 * ? * *"])
+def test_cron_schedules_the_cronjob_controller_accepts_are_admitted(kubectl, ns, schedule):
+    doc = edited(ISVC, metadata__name="cron-ok", spec__monitoring__drift__schedule=schedule)
+    result = apply(kubectl, ns, doc)
+    assert result.returncode == 0, result.stderr
+    delete(kubectl, ns, doc)
+
+
+@pytest.mark.parametrize("schedule", ["0 0 * * MON", "@every 1h30m", "5/15 * ? * *", "0 0 * * 7", "*/0 * * * *",
+                                      "TZ=UTC 0 * * * *", "60 * * * *", "0 0 * * MONDAY", "@midnight", "0 0 1 JAN *"])
+def test_drift_schedules_are_admitted_exactly_when_a_cronjob_admits_them(kubectl, ns, schedule):
+    cronjob = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron-twin"},
+               "spec": {"schedule": schedule, "jobTemplate": {"spec": {"template": {"spec": {
+                   "restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}}}}}}
+    isvc = edited(ISVC, metadata__name="cron-twin", spec__monitoring__drift__schedule=schedule)
+    verdicts = [apply(kubectl, ns, doc).returncode == 0 for doc in (cronjob, isvc)]
+    delete(kubectl, ns, cronjob)
+    delete(kubectl, ns, isvc)
+    assert verdicts[0] == verdicts[1], f"CronJob admitted: {verdicts[0]}, InferenceService admitted: {verdicts[1]}"
+
+
+def test_an_inference_service_name_of_63_characters_is_admitted(kubectl, ns):
+    doc = edited(ISVC, metadata__name="a" * 63)
+    result = apply(kubectl, ns, doc)
+    assert result.returncode == 0, result.stderr
+    delete(kubectl, ns, doc)
 
 
 def test_unknown_fields_are_refused_by_kubectls_default_strict_validation_and_pruned_without_it(kubectl, ns):

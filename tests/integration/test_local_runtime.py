@@ -210,13 +210,17 @@ def test_torchrun_job_rendezvous_across_pods(cluster, runtime, namespace):
     assert job_messages(cluster, namespace, "ddp") == ["rank 0 sum 3", "rank 1 sum 3"]
 
 
-def test_readiness_probe_gates_ready(cluster, runtime, namespace):
-    apply(cluster, namespace, pod("slow", runtime.node, python(
-        "import pathlib, time; time.sleep(4); pathlib.Path('/flags/ready').touch(); time.sleep(300)"),
-        volumes=[{"name": "flags", "emptyDir": {}}],
-        container={"volumeMounts": [{"name": "flags", "mountPath": "/flags"}],
-                   "readinessProbe": {"exec": {"command": ["test", "-f", "/flags/ready"]}, "periodSeconds": 1}}))
-    assert condition(running(cluster, namespace, "slow"), "Ready") == "False"
+def test_readiness_probe_gates_ready(cluster, runtime, namespace, tmp_path):
+    # The probe leaves a mark each time it runs and passes once the test creates `ready` (processes of the
+    # local runtime share the host's file system): Ready is checked after a failed probe, not after a delay.
+    probe = f"touch {tmp_path}/probed && test -f {tmp_path}/ready"
+    apply(cluster, namespace, pod("slow", runtime.node, python("import time; time.sleep(300)"),
+                                  container={"readinessProbe": {"exec": {"command": ["sh", "-c", probe]},
+                                                                "periodSeconds": 1}}))
+    running(cluster, namespace, "slow")
+    wait_for(lambda: (tmp_path / "probed").exists(), "a readiness probe to run")
+    assert condition(get(cluster, namespace, "pod", "slow"), "Ready") == "False"
+    (tmp_path / "ready").touch()
     wait_for(lambda: condition(get(cluster, namespace, "pod", "slow"), "Ready") == "True", "pod ready")
 
 

@@ -4,9 +4,10 @@ garbage-collection controllers, the operator as a process."""
 from __future__ import annotations
 
 import json
-import time
+import urllib.request
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from waiting import wait_for
 
@@ -36,6 +37,13 @@ def trainingjob(name, namespace, **spec):
 
 def apply(cluster, obj):
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(obj))
+
+
+def reconciles(operator, kind: str) -> float:
+    """The operator process's count of finished reconciles of `kind` (its Prometheus metric)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10).read().decode()
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "mlcycle_reconcile_total" and sample.labels.get("kind") == kind)
 
 
 def phase(cluster, name, namespace):
@@ -111,9 +119,14 @@ def test_job_suspended_by_another_controller_is_honoured(cluster, operator, name
     tj = wait_for(lambda: (get(cluster, TJ, "kueue", namespace) or {}).get("status", {}).get("phase") == "Suspended"
                   and get(cluster, TJ, "kueue", namespace), what="Suspended")
     assert "another controller" in tj["status"]["message"]
-    cluster.kubectl_run("annotate", TJ, "kueue", "-n", namespace, "poke=1")  # trigger a reconcile
-    time.sleep(2)
-    assert get(cluster, "job", "kueue", namespace)["spec"]["suspend"] is True  # not fought
+    # A spec change forces a reconcile (metadata-only events are dropped), observable as observedGeneration.
+    cluster.kubectl_run("patch", TJ, "kueue", "-n", namespace, "--type=merge", "-p",
+                        '{"spec":{"runPolicy":{"activeDeadlineSeconds":3600}}}')
+    wait_for(lambda: (t := get(cluster, TJ, "kueue", namespace))["status"]["observedGeneration"] ==
+             t["metadata"]["generation"], what="a reconcile of the new generation")
+    job = get(cluster, "job", "kueue", namespace)
+    assert job["spec"]["activeDeadlineSeconds"] == 3600  # the reconcile applied the Job...
+    assert job["spec"]["suspend"] is True  # ...and left Kueue's suspend alone
 
 
 def test_deleting_the_trainingjob_garbage_collects_job_pods_and_service(cluster, operator, namespace):
@@ -147,13 +160,14 @@ def test_reserved_env_is_refused_with_the_field_named(cluster, operator, namespa
 def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, namespace):
     apply(cluster, trainingjob("restart", namespace, workers=2))
     wait_for(lambda: ((get(cluster, TJ, "restart", namespace) or {}).get("status") or {}).get("workers", {})
-             .get("ready") == 2, what="both workers ready")
-    time.sleep(2)  # let the last pod events settle
+             .get("ready") == 2 and phase(cluster, "restart", namespace) == "Running", what="both workers ready")
     job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
     pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
     operator.restart()
-    time.sleep(5)  # the restarted operator lists everything again and reconciles it
+    # The restarted operator lists every TrainingJob again and reconciles each at least once.
+    total = len(json.loads(cluster.kubectl_run("get", TJ, "-A", "-o", "json").stdout)["items"])
+    wait_for(lambda: reconciles(operator, "TrainingJob") >= total, what=f"{total} reconciles after the restart")
     assert get(cluster, "job", "restart", namespace)["metadata"]["uid"] == job_uid
     assert len(json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]) == 1
     pods_after = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
@@ -179,3 +193,27 @@ def test_a_worker_failing_for_good_fails_the_job_and_leaves_no_worker_running(cl
     assert "exited with code 3" in tj["status"]["message"] and "loss is NaN" in tj["status"]["message"]
     wait_for(lambda: not [p for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=fail")
                           if p["status"].get("phase") in ("Running", "Pending")], what="no worker left running")
+
+
+def test_a_missing_priority_class_or_service_account_stalls_the_job_with_the_field_named(cluster, operator,
+                                                                                          namespace):
+    apply(cluster, trainingjob("refs", namespace, priorityClassName="no-such-class", serviceAccountName="nobody"))
+
+    def stalled():
+        tj = get(cluster, TJ, "refs", namespace) or {}
+        cond = next((c for c in (tj.get("status") or {}).get("conditions", []) if c["type"] == "Stalled"), {})
+        return tj if cond.get("status") == "True" else None
+
+    tj = wait_for(stalled, what="Stalled")
+    assert "spec.priorityClassName: PriorityClass no-such-class does not exist" in tj["status"]["message"]
+    assert "spec.serviceAccountName: ServiceAccount nobody does not exist" in tj["status"]["message"]
+
+
+def test_a_job_the_apiserver_refuses_is_reported_with_its_field_not_retried_silently(cluster, operator, namespace):
+    # A Secret key Kubernetes cannot hold: admission cannot tell, the Job's validation does.
+    env = [{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "bad key!"}}}]
+    apply(cluster, trainingjob("refused", namespace, env=env))
+    wait_for(lambda: phase(cluster, "refused", namespace) == "Failed", what="Failed")
+    tj = get(cluster, TJ, "refused", namespace)
+    assert "the apiserver refuses the children this spec asks for: Job.batch" in tj["status"]["message"]
+    assert "valueFrom.secretKeyRef.key: Invalid value" in tj["status"]["message"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 GROUP = "mlcycle.io"
@@ -26,9 +26,13 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 S3_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 SHA256_PATTERN = r"^sha256:[a-f0-9]{64}$"
 LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-# resource.Quantity's textual form, e.g. 500m, 2, 1.5, 4Gi, 1e3.
+# A label key (and a taint key): an optional DNS-subdomain prefix and '/', then a name of at most 63 characters.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# resource.Quantity's textual form, e.g. 500m, 2, 1.5, 4Gi, 1e3; never negative (a pod's limits cannot be).
 _DECIMAL = r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-QUANTITY_PATTERN = rf"^(\+|-)?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
+QUANTITY_PATTERN = rf"^\+?{_DECIMAL}(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?{_DECIMAL}))?$"
 
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
 DnsSubdomain = Annotated[str, StringConstraints(pattern=DNS_SUBDOMAIN_PATTERN, max_length=MAX_NAME)]
@@ -42,6 +46,17 @@ Quantity = Annotated[
     int | Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN)],
     WithJsonSchema({"x-kubernetes-int-or-string": True, "pattern": QUANTITY_PATTERN}),
 ]
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    """A controller owner reference to an object of this API: its children are garbage-collected with it."""
+    return {"apiVersion": API_VERSION, "kind": kind, "name": name, "uid": uid, "controller": True,
+            "blockOwnerDeletion": True}
+
+
+def field_errors(error: ValidationError, prefix: str) -> list[str]:
+    """A model's validation errors as `<prefix>.<field path>: <message>`, the way status reports them."""
+    return [f"{prefix}.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
 
 
 def rule(expression: str, message: str, field_path: str | None = None) -> dict[str, str]:
@@ -155,7 +170,21 @@ class Resources(ApiModel):
 class Toleration(ApiModel):
     """A pod toleration, as in core/v1 Toleration."""
 
-    key: ShortString | None = Field(None, description="Taint key to tolerate; empty with Exists matches all.")
+    # What the apiserver refuses in a pod template (so the Job or Deployment would never be created).
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("self.operator != 'Exists' || !has(self.value) || self.value == ''",
+                 "a toleration with operator Exists has no value", ".value"),
+            rule("self.operator == 'Exists' || (has(self.key) && self.key != '')",
+                 "a toleration without a key needs operator Exists", ".key"),
+            rule("!has(self.tolerationSeconds) || (has(self.effect) && self.effect == 'NoExecute')",
+                 "tolerationSeconds needs effect NoExecute", ".tolerationSeconds"),
+        )
+    )
+
+    key: Annotated[str, StringConstraints(pattern=f"{LABEL_KEY_PATTERN}|^$", max_length=MAX_NAME)] | None = Field(
+        None, description="Taint key to tolerate (a label key); empty with Exists matches all."
+    )
     operator: Literal["Exists", "Equal"] = Field("Equal", description="How key and value are compared.")
     value: LabelValue | None = Field(None, description="Taint value to match with operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
@@ -177,7 +206,13 @@ class KeyRef(ApiModel):
 class FieldRef(ApiModel):
     """A field of the pod, as in core/v1 ObjectFieldSelector."""
 
-    field_path: ShortString = Field(description="Path of the field, e.g. metadata.name or status.podIP.")
+    # The paths core/v1 supports for environment variables (others are refused in the pod template).
+    field_path: str = Field(
+        description="Path of the field, e.g. metadata.name or status.podIP.",
+        max_length=MAX_NAME,
+        pattern=r"^(metadata\.(name|namespace|uid)|metadata\.(labels|annotations)\['[^']+'\]|spec\.(nodeName|"
+        r"serviceAccountName)|status\.(hostIP|hostIPs|podIP|podIPs))$",
+    )
     api_version: ShortString | None = Field(None, description="API version the path is written in; v1.")
 
 
@@ -213,29 +248,44 @@ class EnvVar(ApiModel):
 
 
 EnvList = Annotated[list[EnvVar], Field(max_length=MAX_ITEMS, json_schema_extra=list_type("map", "name"))]
-NodeSelector = Annotated[dict[str, LabelValue], Field(max_length=MAX_ITEMS)]
+NodeSelector = Annotated[
+    dict[str, LabelValue],
+    Field(
+        max_length=MAX_ITEMS,
+        json_schema_extra=validations(
+            rule(f"self.all(k, k.matches(r'{LABEL_KEY_PATTERN}'))", "every key must be a label key, e.g. "
+                 "example.com/pool or disktype")
+        ),
+    ),
+]
 Tolerations = Annotated[list[Toleration], Field(max_length=32)]
 Metrics = Annotated[dict[str, float], Field(max_length=MAX_ITEMS)]
 Aliases = Annotated[list[DnsLabel], Field(max_length=16, json_schema_extra=list_type("set"))]
 
 
-# Cron: five fields (minute hour day-of-month month day-of-week), each a list of `*`, `n` or `n-m`,
-# optionally with a `/step`; or one of the @-macros. Checked by regex so the apiserver needs no plugin.
+# Cron, exactly as the CronJob controller parses it (robfig/cron's standard parser): five fields (minute hour
+# day-of-month month day-of-week) separated by blanks, each a list of `*` or `?`, `n`, `n-m`, optionally with
+# a positive `/step`, `n/step` meaning n through the end; month and day-of-week also take names (JAN, mon,
+# case-insensitive); day-of-week is 0-6 (7 is refused); or @yearly, @annually, @monthly, @weekly, @daily,
+# @midnight, @hourly, or `@every <Go duration>`. Not checked by the pattern: a range whose start exceeds its end.
 def _cron_field(value: str) -> str:
-    item = rf"(\*|{value}(-{value})?)(/[0-9]{{1,2}})?"
+    item = rf"(([*?]|{value}(-{value})?)(/0*[1-9][0-9]*)?)"
     return rf"{item}(,{item})*"
 
 
+_MONTH_NAMES = r"(?i:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
+_DAY_NAMES = r"(?i:sun|mon|tue|wed|thu|fri|sat)"
 _CRON_VALUES = (
-    r"[0-5]?[0-9]",
-    r"(1[0-9]|2[0-3]|0?[0-9])",
-    r"(3[01]|[12][0-9]|0?[1-9])",
-    r"(1[0-2]|0?[1-9])",
-    r"[0-7]",
+    r"0*[0-5]?[0-9]",
+    r"0*(1[0-9]|2[0-3]|[0-9])",
+    r"0*(3[01]|[12][0-9]|[1-9])",
+    rf"(0*(1[0-2]|[1-9])|{_MONTH_NAMES})",
+    rf"(0*[0-6]|{_DAY_NAMES})",
 )
+_GO_DURATION = r"([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
 CRON_PATTERN = (
-    r"^(@(yearly|annually|monthly|weekly|daily|hourly)|"
-    + r" +".join(f"({_cron_field(v)})" for v in _CRON_VALUES)
-    + r")$"
+    rf"^[ \t]*(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every[ \t]+({_GO_DURATION})+|"
+    + r"[ \t]+".join(f"({_cron_field(v)})" for v in _CRON_VALUES)
+    + r")[ \t]*$"
 )
 DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"

@@ -4,7 +4,7 @@ automatic retraining."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import ConfigDict, Field
 
@@ -24,9 +24,11 @@ from .base import (
     ShortString,
     Storage,
     Tolerations,
+    list_type,
     rule,
     validations,
 )
+from .labels import ROLLOUT_ACTION_ANNOTATION
 from .trainingjob import TrainingJobSpec
 
 KIND = "InferenceService"
@@ -49,13 +51,9 @@ SCALE = {
     "labelSelectorPath": ".status.selector",
 }
 
+MAX_SERVICE_NAME = 63
+DNS1035_PATTERN = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 DEFAULT_RUNTIME_IMAGE = "nvcr.io/nvidia/tritonserver:25.01-py3"
-# Labels of the serving pods: which InferenceService, and which ModelVersion they serve. The Service and
-# status.selector select on both, so only the pods of the version receiving traffic are selected.
-ISVC_LABEL = "mlcycle.io/inferenceservice"
-MODEL_VERSION_LABEL = "mlcycle.io/model-version"
-# The full InferenceService name on its pods (a label value is cut to 63 characters).
-ISVC_ANNOTATION = "mlcycle.io/inferenceservice"
 # Triton's ports in every serving pod, as the Triton image uses them.
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 
@@ -79,7 +77,7 @@ class ModelRef(ApiModel):
 class DynamicBatching(ApiModel):
     """Triton's dynamic batcher: combine requests into server-side batches."""
 
-    preferred_batch_sizes: list[int] | None = Field(
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, max_length=8, description="Batch sizes the batcher aims for, each at most maxBatchSize."
     )
     max_queue_delay_microseconds: int = Field(
@@ -104,11 +102,18 @@ class Runtime(ApiModel):
             rule(
                 "!has(self.dynamicBatching) || self.maxBatchSize > 0",
                 "runtime.dynamicBatching needs maxBatchSize > 0",
-            )
+            ),
+            # Triton refuses to load a model whose preferred batch size exceeds max_batch_size.
+            rule(
+                "!has(self.dynamicBatching) || !has(self.dynamicBatching.preferredBatchSizes) || "
+                "self.dynamicBatching.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
+                "runtime.dynamicBatching.preferredBatchSizes must not exceed maxBatchSize",
+                ".dynamicBatching.preferredBatchSizes",
+            ),
         )
     )
 
-    image: str = Field(DEFAULT_RUNTIME_IMAGE, max_length=512, description="Triton server image.")
+    image: str = Field(DEFAULT_RUNTIME_IMAGE, min_length=1, max_length=512, description="Triton server image.")
     backend: Literal["pytorch", "onnxruntime", "tensorrt", "tensorflow", "python"] | None = Field(
         None, description="Triton backend; derived from the artifact format when omitted."
     )
@@ -135,7 +140,7 @@ class Autoscaling(ApiModel):
     )
 
     min_replicas: int = Field(1, ge=1, description="Fewest replicas.")
-    max_replicas: int = Field(ge=1, description="Most replicas.")
+    max_replicas: int = Field(ge=1, le=1024, description="Most replicas (at most 1024, like spec.replicas).")
     metric: Literal["gpu-utilization", "inference-queue", "requests-per-second", "cpu-utilization"] = Field(
         "inference-queue", description="Load signal to scale on."
     )
@@ -155,9 +160,6 @@ class Canary(ApiModel):
 # http port targets, and the admin port (/metrics, /traffic, /healthz) that the operator talks to.
 AGENT_PORT, AGENT_ADMIN_PORT = 8080, 9091
 
-# `kubectl annotate isvc/x mlcycle.io/rollout-action=promote` (or abort): a one-shot manual decision on the
-# rollout in progress, in the manner of an Argo CD resource action; the operator removes it once acted on.
-ROLLOUT_ACTION_ANNOTATION = "mlcycle.io/rollout-action"
 ROLLOUT_ACTIONS = ("promote", "abort")
 # Condition: True while the last rollout was aborted (the metric and its value, or who aborted it, in the
 # message) and the spec still asks for the aborted version; False otherwise.
@@ -241,11 +243,6 @@ DriftResult = Literal["NoDrift", "DriftDetected", "InsufficientData", "Reference
 DRIFT_RESULTS: tuple[str, ...] = get_args(DriftResult)
 DRIFT_DETECTED = "DriftDetected"  # also the condition type
 RETRAIN_TRIGGERED = "RetrainTriggered"  # condition type
-# A new value of this annotation asks for one retrain (any policy), e.g. the current time.
-RETRAIN_REQUESTED_ANNOTATION = "mlcycle.io/retrain-requested"
-# Labels and annotation a retrain's TrainingJob carries, for lineage (with ISVC_LABEL).
-DRIFT_REPORT_LABEL = "mlcycle.io/drift-report"  # the report's id (its timestamp folder)
-DRIFT_REPORT_ANNOTATION = "mlcycle.io/drift-report-uri"
 
 
 class Drift(ApiModel):
@@ -314,7 +311,10 @@ class Drift(ApiModel):
         "logged rows give the result InsufficientData.",
     )
     features: list[ShortString] | None = Field(
-        None, max_length=4096, description="Features to check; all signature features when omitted."
+        None,
+        max_length=4096,
+        description="Features to check (unique); all signature features when omitted.",
+        json_schema_extra=list_type("set"),
     )
 
 
@@ -354,6 +354,18 @@ class InferenceServiceSpec(ApiModel):
                 "!has(self.retrain) || self.retrain.policy != 'Auto' || "
                 "(has(self.monitoring) && has(self.monitoring.drift))",
                 "spec.retrain.policy Auto needs spec.monitoring.drift",
+            ),
+            # Triton fails a GPU instance group on a replica without a GPU; a GPU metric has nothing to measure.
+            rule(
+                "!has(self.runtime) || !has(self.runtime.instanceGroup) || !has(self.runtime.instanceGroup.kind) "
+                "|| self.runtime.instanceGroup.kind != 'GPU' || self.resources.gpus > 0",
+                "spec.runtime.instanceGroup.kind GPU needs spec.resources.gpus > 0",
+                ".runtime.instanceGroup.kind",
+            ),
+            rule(
+                "!has(self.autoscaling) || self.autoscaling.metric != 'gpu-utilization' || self.resources.gpus > 0",
+                "spec.autoscaling.metric gpu-utilization needs spec.resources.gpus > 0",
+                ".autoscaling.metric",
             ),
         )
     )
@@ -499,6 +511,17 @@ class InferenceServiceStatus(ApiModel):
 class InferenceService(ApiModel):
     """Serves a registered model version on Triton behind a Service, optionally with a canary, request
     logging, scheduled drift checks and automatic retraining."""
+
+    # The name is the Service's (the stable in-cluster URL), and a Service name is an RFC 1035 label.
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                f"self.metadata.name.size() <= {MAX_SERVICE_NAME} && self.metadata.name.matches('{DNS1035_PATTERN}')",
+                f"metadata.name must be an RFC 1035 label of at most {MAX_SERVICE_NAME} characters (lower-case "
+                "letters, digits and '-', starting with a letter): it names the Service that serves it",
+            )
+        )
+    )
 
     api_version: str = Field(API_VERSION, description="mlcycle.io/v1alpha1")
     kind: str = Field(KIND, description="InferenceService")

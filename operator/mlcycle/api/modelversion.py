@@ -21,6 +21,7 @@ from .base import (
     ShortString,
     Storage,
     immutable,
+    list_type,
 )
 
 KIND = "ModelVersion"
@@ -69,8 +70,12 @@ class TensorSpec(ApiModel):
 class Signature(ApiModel):
     """The model's inputs and outputs, used to write the serving configuration."""
 
-    inputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS, description="Input tensors.")
-    outputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS, description="Output tensors.")
+    # Triton's model configuration names each tensor once.
+    inputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS, description="Input tensors, unique by name.",
+                                     json_schema_extra=list_type("map", "name"))
+    outputs: list[TensorSpec] = Field(min_length=1, max_length=MAX_ITEMS,
+                                      description="Output tensors, unique by name.",
+                                      json_schema_extra=list_type("map", "name"))
     feature_names: list[ShortString] | None = Field(
         None,
         max_length=4096,
@@ -136,7 +141,12 @@ class ModelVersionSpec(ApiModel):
     validation: Validation | None = Field(None, description="Gates that must pass before aliases are granted.")
     storage: Storage = Field(description="Credentials of the object store that holds the artifact.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
-        "Retain", description="Retain keeps the artifact when the ModelVersion is deleted; Delete removes it."
+        "Retain",
+        description=(
+            "Retain keeps the artifact when the ModelVersion is deleted; Delete removes it, but only an artifact "
+            "the operator's own TrainingJob wrote (status.registeredBy), or any artifact when the storage Secret "
+            "carries the annotation mlcycle.io/allow-artifact-deletion: \"true\"."
+        ),
     )
     description: str | None = Field(None, max_length=4096, description="Free text about this version.")
     tags: dict[str, Annotated[str, Field(max_length=MAX_NAME)]] | None = Field(
@@ -151,6 +161,13 @@ class ValidationResult(ApiModel):
     passed: bool = Field(description="Whether the rule held.")
     observed: float | None = Field(None, description="The metric value that was compared.")
     message: str | None = Field(None, max_length=1024, description="Details.")
+
+
+class RegisteredBy(ApiModel):
+    """The TrainingJob run that wrote the artifact, under its own output prefix, and registered this version."""
+
+    name: ShortString = Field(description="Name of the TrainingJob.")
+    uid: ShortString = Field(description="Its uid (a re-created job of the same name is another run).")
 
 
 class ModelVersionStatus(ApiModel):
@@ -172,6 +189,9 @@ class ModelVersionStatus(ApiModel):
     validation: list[ValidationResult] | None = Field(None, description="Result of each validation rule.")
     served_by: list[ShortString] | None = Field(None, description="InferenceServices serving this version.")
     aliases: list[DnsLabel] | None = Field(None, description="Aliases this version holds now.")
+    registered_by: RegisteredBy | None = Field(
+        None, description="The TrainingJob that wrote the artifact and registered this version (set by the operator)."
+    )
     key_metric: ShortString | None = Field(
         None, description="The metric validation compares first, as name=value (shown by kubectl get)."
     )

@@ -144,7 +144,10 @@ class TrainingJobSpec(ApiModel):
     )
 
     image: str = Field(
-        DEFAULT_IMAGE, max_length=512, description="Container image; the default has the built-in trainer."
+        DEFAULT_IMAGE,
+        min_length=1,
+        max_length=512,
+        description="Container image; the default has the built-in trainer.",
     )
     command: Args | None = Field(None, description="Entrypoint for a user image; replaces the built-in trainer.")
     args: Args | None = Field(None, description="Arguments to command (or to the image's entrypoint).")

@@ -11,18 +11,11 @@ from datetime import UTC, datetime
 import kopf
 from pydantic import ValidationError
 
-from mlcycle import kube, metrics
+from mlcycle import kube, metrics, names
+from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
-from mlcycle.api.inferenceservice import (
-    ISVC_ANNOTATION,
-    ISVC_LABEL,
-    KIND,
-    MODEL_VERSION_LABEL,
-    PLURAL,
-    ROLLOUT_ACTION_ANNOTATION,
-    InferenceServiceSpec,
-    RolloutStatus,
-)
+from mlcycle.api.inferenceservice import KIND, PLURAL, InferenceServiceSpec, RolloutStatus
+from mlcycle.api.labels import INFERENCESERVICE, MODEL_VERSION, OWNER_NAME_ANNOTATION, ROLLOUT_ACTION_ANNOTATION
 from mlcycle.clients import agents
 from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
@@ -34,7 +27,6 @@ from mlcycle.inferenceservice.hpa import hpa_name
 from mlcycle.inferenceservice.rollout import analysis_due
 from mlcycle.inferenceservice.service import service_name
 from mlcycle.inferenceservice.status import plan
-from mlcycle.trainingjob.registration import MODEL_LABEL
 
 log = logging.getLogger(__name__)
 # How long the pods of the version served before a switch keep serving connections opened before it.
@@ -62,11 +54,11 @@ def on_inferenceservice_event(type, namespace, name, **_):
         _reconcile(namespace, name)
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={ISVC_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={ISVC_LABEL: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={INFERENCESERVICE: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={INFERENCESERVICE: kopf.PRESENT})
 def on_child_event(namespace, annotations, **_):
-    if annotations.get(ISVC_ANNOTATION):
-        _reconcile(namespace, annotations[ISVC_ANNOTATION])
+    if annotations.get(OWNER_NAME_ANNOTATION):
+        _reconcile(namespace, annotations[OWNER_NAME_ANNOTATION])
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
@@ -79,7 +71,13 @@ def on_modelversion_event(namespace, spec, isvc_by_model: kopf.Index, **_):
 def reconcile(namespace: str, name: str) -> None:
     try:
         with metrics.reconciling(KIND):
-            _reconcile_once(namespace, name)
+            for attempt in range(3):
+                try:
+                    _reconcile_once(namespace, name)
+                    break
+                except kube.Conflict:  # changed while we computed: read it again and recompute
+                    if attempt == 2:
+                        raise
     except Exception as e:
         # Visible and retried: the cause goes into status (when the object can still be written) and the
         # reconcile runs again later.
@@ -97,13 +95,14 @@ def _reconcile_once(namespace: str, name: str) -> None:
         return
     uid, spec = isvc["metadata"]["uid"], isvc.get("spec") or {}
     model = (spec.get("model") or {}).get("name")
-    versions = kube.list_(API_VERSION, "ModelVersion", namespace, f"{MODEL_LABEL}={model}") if model else []
-    selector = f"{ISVC_LABEL}={bounded(name)}"
+    versions = kube.list_(API_VERSION, "ModelVersion", namespace,
+                          f"{keys.MODEL}={names.label_value(model)}") if model else []
+    selector = f"{INFERENCESERVICE}={bounded(name)}"
     deployments = [d for d in kube.list_("apps/v1", "Deployment", namespace, selector)
                    if any(o.get("uid") == uid for o in d["metadata"].get("ownerReferences") or [])]
     pods = [p for p in kube.list_("v1", "Pod", namespace, selector)  # serving pods: those of a model version
-            if (p["metadata"].get("annotations") or {}).get(ISVC_ANNOTATION) == name
-            and MODEL_VERSION_LABEL in (p["metadata"].get("labels") or {})]
+            if (p["metadata"].get("annotations") or {}).get(OWNER_NAME_ANNOTATION) == name
+            and MODEL_VERSION in (p["metadata"].get("labels") or {})]
     hpa = None if spec.get("autoscaling") else kube.get("autoscaling/v2", "HorizontalPodAutoscaler", namespace,
                                                          hpa_name(name))
     canary_service = None if spec.get("canary") or spec.get("rollout") else kube.get(
@@ -131,9 +130,7 @@ def _reconcile_once(namespace: str, name: str) -> None:
         kube.call("PATCH", f"/apis/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}",
                   {"metadata": {"annotations": {ROLLOUT_ACTION_ANNOTATION: None}}}, "application/merge-patch+json")
     metrics.observe_rollout(namespace, name, result.status.get("rollout"), result.events)
-    old = isvc.get("status") or {}
-    if kube.status_changed(old, result.status):
-        kube.patch_status(API_VERSION, KIND, namespace, name, result.status)
+    if kube.write_status(isvc, result.status):
         for type_, reason, message in result.events:
             kube.post_event(isvc, type_, reason, message)
     if result.requeue_after is not None:
@@ -141,7 +138,7 @@ def _reconcile_once(namespace: str, name: str) -> None:
 
 
 def _serves(pod: dict, version: str) -> bool:
-    return (pod["metadata"].get("labels") or {}).get(MODEL_VERSION_LABEL) == bounded(version)
+    return (pod["metadata"].get("labels") or {}).get(MODEL_VERSION) == bounded(version)
 
 
 def _measure(isvc: dict, pods: list[dict], now: datetime) -> Measurement | None:
@@ -170,7 +167,7 @@ def _record_failure(namespace: str, name: str, error: Exception) -> None:
         old = isvc.get("status") or {}
         message = f"reconcile failed, retrying in {RETRY_SECONDS:.0f}s: {type(error).__name__}: {error}"[:1000]
         conds = [condition("Reconciling", True, "ReconcileError", message, isvc["metadata"].get("generation"))]
-        kube.patch_status(API_VERSION, KIND, namespace, name,
-                          {"message": message, "conditions": merge_conditions(old.get("conditions"), conds)})
+        kube.add_status_fields(API_VERSION, KIND, namespace, name,
+                               {"message": message, "conditions": merge_conditions(old.get("conditions"), conds)})
     except Exception:  # the API itself is failing: the retry is all that is left
         log.warning("InferenceService %s/%s: could not record the failure in status", namespace, name)

@@ -2,9 +2,10 @@
 InferenceService that refers to a model) leads to one `reconcile_model(namespace, model)`: verify what is
 due, then compute the status of all the model's versions together and write what changed.
 
-Verification (a download) runs outside the model's lock, at most once at a time per version, and once per
-spec fingerprint; timers retry healable failures with backoff and re-check verified objects with a HEAD
-request, so an artifact overwritten after Ready is noticed.
+Verification runs in a Job per attempt (modelversion/verifyjob.py: the model's code never runs in the operator),
+at most one at a time per version and spec fingerprint; the Job's events bring its result back. Timers retry
+healable failures with backoff and re-check verified objects with a HEAD request, so an artifact overwritten
+after Ready is noticed.
 """
 
 from __future__ import annotations
@@ -13,28 +14,27 @@ import json
 import logging
 import os
 import threading
-import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
 
-from mlcycle import kube, metrics, storage
+from mlcycle import images, kube, metrics, placement, storage
+from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
-from mlcycle.conditions import merge_conditions
+from mlcycle.conditions import condition, merge_conditions
+from mlcycle.modelversion import deletion, metadata, verification, verifyjob
 from mlcycle.modelversion import status as mv_status
-from mlcycle.modelversion import verification
-from mlcycle.operator_main import PREFIX
-from mlcycle.trainingjob.registration import MODEL_LABEL, TRAININGJOB_LABEL
 
 log = logging.getLogger(__name__)
-FINALIZER = f"{PREFIX}/finalizer"  # the one kopf uses (operator_main)
+CONFLICT_RETRIES = 3
 # A HEAD request per verified version and interval: cheap, and an overwritten artifact is noticed within a minute.
 RECHECK_SECONDS = float(os.environ.get("MLCYCLE_ARTIFACT_RECHECK_SECONDS", "60"))
-# Where artifacts are downloaded while they are checked (the default temporary directory when unset).
-DOWNLOAD_DIR = os.environ.get("MLCYCLE_ARTIFACT_DIR") or None
+# Limits of each verification pod (a JSON object of resource limits; the pod's requests equal them).
+VERIFY_LIMITS = json.loads(os.environ.get("MLCYCLE_VERIFY_LIMITS") or "null")
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _model_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 
@@ -43,6 +43,12 @@ _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(thread
 def on_modelversion_event(namespace, spec, **_):
     if spec.get("modelName"):
         reconcile_model(namespace, spec["modelName"])
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={keys.MODELVERSION_UID: kopf.PRESENT})
+def on_verification_job_event(namespace, labels, **_):
+    """A verification Job that finishes brings its result into status."""
+    reconcile_model(namespace, labels[keys.MODEL])
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
@@ -90,21 +96,31 @@ def on_modelversion_delete(namespace, name, body, spec, status, **_):
     if serving:
         reconcile_model(namespace, spec["modelName"])  # writes servedBy and the reason into status
         raise kopf.TemporaryError(mv_status.deletion_blocked_message(serving), delay=15)
-    if spec.get("deletionPolicy") == "Delete":
-        uri = spec["artifact"]["uri"]
-        try:
-            cfg = storage.s3_config(namespace, spec["storage"]["secretRef"]["name"])
-            bucket, key = s3.parse_s3_uri(uri)
-            with s3.storage_errors(uri):
-                s3.client(cfg).remove_object(bucket, key)
-        except (storage.SecretProblem, s3.StorageError, ValueError) as e:
-            if _namespace_terminating(namespace):
-                # The namespace's Secret may be gone already; holding the version would hold the namespace.
-                log.warning("ModelVersion %s/%s: cannot remove %s (%s); the namespace is being deleted, so the "
-                            "artifact is left in storage", namespace, name, uri, e)
-                return
-            raise kopf.TemporaryError(f"deletionPolicy Delete: cannot remove {uri}: {e}", delay=30) from e
-        kube.post_event(body, "Normal", "ArtifactDeleted", f"removed {uri} (deletionPolicy: Delete)")
+    if spec.get("deletionPolicy") != "Delete":
+        return
+    secret = kube.get("v1", "Secret", namespace, spec["storage"]["secretRef"]["name"])
+    if refused := deletion.refusal(body, secret):
+        # The version still goes away; the condition says why while it does, the Event stays after it.
+        log.warning("ModelVersion %s/%s: %s", namespace, name, refused)
+        kube.add_status_fields(API_VERSION, KIND, namespace, name, {"conditions": merge_conditions(
+            status.get("conditions"), [condition(deletion.CONDITION, False, "NotWrittenByOperator", refused,
+                                                 body["metadata"].get("generation"))])})
+        kube.post_event(body, "Warning", "ArtifactKept", refused)
+        return
+    uri = spec["artifact"]["uri"]
+    try:
+        cfg = storage.s3_config(namespace, spec["storage"]["secretRef"]["name"])
+        bucket, key = s3.parse_s3_uri(uri)
+        with s3.storage_errors(uri):
+            s3.client(cfg).remove_object(bucket, key)
+    except (storage.SecretProblem, s3.StorageError, ValueError) as e:
+        if _namespace_terminating(namespace):
+            # The namespace's Secret may be gone already; holding the version would hold the namespace.
+            log.warning("ModelVersion %s/%s: cannot remove %s (%s); the namespace is being deleted, so the "
+                        "artifact is left in storage", namespace, name, uri, e)
+            return
+        raise kopf.TemporaryError(f"deletionPolicy Delete: cannot remove {uri}: {e}", delay=30) from e
+    kube.post_event(body, "Normal", "ArtifactDeleted", f"removed {uri} (deletionPolicy: Delete)")
 
 
 def _namespace_terminating(namespace: str) -> bool:
@@ -117,6 +133,17 @@ def reconcile_model(namespace: str, model: str) -> None:
         versions = _settle(namespace, model)
         if sum(_verify_if_due(mv) for mv in versions):
             _settle(namespace, model)
+
+
+def _settle(namespace: str, model: str) -> list[dict]:
+    """`_settle_once`, again when a version changed while its status was computed."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return _settle_once(namespace, model)
+        except kube.Conflict:
+            if attempt == CONFLICT_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def recheck(namespace: str, name: str, model: str) -> None:
@@ -133,7 +160,6 @@ def recheck(namespace: str, name: str, model: str) -> None:
         log.warning("ModelVersion %s/%s: cannot re-check %s: %s", namespace, name, uri, e)
         return
     if etag != (_record(mv["metadata"].get("annotations")) or {}).get("etag"):
-        mv["apiVersion"], mv["kind"] = API_VERSION, KIND
         if _verify_if_due(mv, force=True):
             _settle(namespace, model)
 
@@ -145,7 +171,7 @@ def _versions(namespace: str, model: str) -> list[dict]:
     return items
 
 
-def _settle(namespace: str, model: str) -> list[dict]:
+def _settle_once(namespace: str, model: str) -> list[dict]:
     """Status of every version of `model` from what is stored now; writes only what changed."""
     with _model_locks[(namespace, model)]:
         versions = _versions(namespace, model)
@@ -153,22 +179,21 @@ def _settle(namespace: str, model: str) -> list[dict]:
         statuses = mv_status.model_statuses(versions, isvcs)
         for mv in versions:
             meta, old, new = mv["metadata"], mv.get("status") or {}, statuses[mv["metadata"]["name"]]
-            missing_labels = _labels(mv).items() - (meta.get("labels") or {}).items()
-            if not meta.get("deletionTimestamp") and (missing_labels or FINALIZER not in meta.get("finalizers", [])):
-                _apply_metadata(mv, _record(meta.get("annotations")))
-            if kube.status_changed(old, new):
-                kube.patch_status(API_VERSION, KIND, namespace, meta["name"], new)
+            if metadata.needs_update(mv):
+                kube.apply(metadata.desired(mv, _record(meta.get("annotations"))))
+            if kube.write_status(mv, new):
                 for type_, reason, message in mv_status.events(old, new):
                     kube.post_event(mv, type_, reason, message)
         return versions
 
 
 def _verify_if_due(mv: dict, force: bool = False) -> bool:
-    """Verify one version's artifact when due (or `force`); True when a result was recorded."""
+    """Drive one version's verification Job: record the result of a finished one (True when a result was
+    recorded), or start one when a verification is due (or `force`)."""
     namespace, name = mv["metadata"]["namespace"], mv["metadata"]["name"]
     lock = _verify_locks[(namespace, name)]
     if not lock.acquire(blocking=False):
-        return False  # another worker is verifying it and settles the model afterwards
+        return False  # another worker is at it and settles the model afterwards
     try:
         fresh = kube.get(API_VERSION, KIND, namespace, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
@@ -176,67 +201,61 @@ def _verify_if_due(mv: dict, force: bool = False) -> bool:
         spec, record = fresh["spec"], _record(fresh["metadata"].get("annotations"))
         fp = verification.fingerprint(spec["artifact"], spec.get("signature"))
         now = datetime.now(UTC)
-        if not force and not verification.verification_due(record, fp, now):
+        jobs = [j for j in kube.list_("batch/v1", "Job", namespace, kube.selector(verifyjob.selector(fresh)))
+                if not j["metadata"].get("deletionTimestamp")]
+        current = [j for j in jobs if (j["metadata"].get("annotations") or {}).get(
+            keys.FINGERPRINT_ANNOTATION) == fp]
+        for job in jobs:
+            if job not in current:  # started for a spec that has changed since
+                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
+        if done := [j for j in current if verifyjob.finished(j)]:
+            job_name = done[0]["metadata"]["name"]
+            pods = kube.list_("v1", "Pod", namespace, kube.selector({JOB_NAME_LABEL: job_name}))
+            outcome = verifyjob.outcome(done[0], pods)
+            log.info("ModelVersion %s/%s: verification %s (Job %s)", namespace, name, "passed" if isinstance(
+                outcome, verification.Verified) else f"failed ({outcome.reason})", job_name)
+            recorded = _record_outcome(fresh, outcome, fp, record, now)
+            for job in current:  # only once the result is in status: until then the Job holds it
+                kube.delete("batch/v1", "Job", namespace, job["metadata"]["name"])
+            return recorded
+        if current or not (force or verification.verification_due(record, fp, now)):
             return False
-        outcome = _run_verification(fresh)
-        new_record = verification.next_record(outcome, fp, record, now)
-        with _model_locks[(namespace, spec["modelName"])]:
+        secret = spec["storage"]["secretRef"]["name"]
+        try:  # a missing Secret would leave the pod waiting forever: say so now
+            cfg = storage.s3_config(namespace, secret)
+        except (storage.SecretProblem, ValueError) as e:
+            failure = verification.VerificationFailed("SecretProblem", f"spec.storage.secretRef: {e}")
+            return _record_outcome(fresh, failure, fp, record, now)
+        kube.apply(verifyjob.desired_network_policy(fresh, verifyjob.storage_port(cfg.endpoint, cfg.secure)))
+        created = kube.create(verifyjob.desired_job(fresh, fp, images.mlcycle_image(), placement.workload_placement(),
+                                                    VERIFY_LIMITS))
+        log.info("ModelVersion %s/%s: verifying in Job %s", namespace, name,
+                 (created or {}).get("metadata", {}).get("name"))
+        return False
+    finally:
+        lock.release()
+
+
+def _record_outcome(mv: dict, outcome: verification.Verified | verification.VerificationFailed, fp: str,
+                    record: dict | None, now: datetime) -> bool:
+    """Write one verification's result into status (ArtifactVerified, digest, size) and the record annotation;
+    True when written (the version is still the one that was verified)."""
+    namespace, name = mv["metadata"]["namespace"], mv["metadata"]["name"]
+    new_record = verification.next_record(outcome, fp, record, now)
+    with _model_locks[(namespace, mv["spec"]["modelName"])]:
+        for attempt in range(CONFLICT_RETRIES):
             current = kube.get(API_VERSION, KIND, namespace, name)
-            if current is None or current["metadata"]["uid"] != fresh["metadata"]["uid"] or \
+            if current is None or current["metadata"]["uid"] != mv["metadata"]["uid"] or \
                     current["metadata"].get("deletionTimestamp"):
                 return False
             fields = mv_status.artifact_fields(outcome, current["metadata"]["generation"], new_record)
             old = current.get("status") or {}
             fields["conditions"] = merge_conditions(old.get("conditions"), fields["conditions"])
-            kube.patch_status(API_VERSION, KIND, namespace, name, fields)
-            _apply_metadata(current, new_record)
-        return True
-    finally:
-        lock.release()
-
-
-def _run_verification(mv: dict) -> verification.Verified | verification.VerificationFailed:
-    namespace, spec = mv["metadata"]["namespace"], mv["spec"]
-    secret = spec["storage"]["secretRef"]["name"]
-    started = time.monotonic()
-    try:
-        cfg = storage.s3_config(namespace, secret)
-        client = s3.client(cfg)
-    except (storage.SecretProblem, ValueError) as e:
-        return verification.VerificationFailed("SecretProblem", f"spec.storage.secretRef: {e}")
-    try:
-        outcome = verification.verify(client, spec["artifact"], spec.get("signature"),
-                                      (mv.get("status") or {}).get("verifiedDigest"), f"{namespace}/{secret}",
-                                      DOWNLOAD_DIR)
-    except verification.VerificationFailed as e:
-        outcome = e
-    log.info("ModelVersion %s/%s: verification %s in %.1fs", namespace, mv["metadata"]["name"],
-             "passed" if isinstance(outcome, verification.Verified) else f"failed ({outcome.reason})",
-             time.monotonic() - started)
-    return outcome
-
-
-def _labels(mv: dict) -> dict[str, str]:
-    """Labels that let `kubectl get modelversions -l mlcycle.io/model=NAME` list a model, and tie a version to
-    its TrainingJob."""
-    spec = mv["spec"]
-    labels = {MODEL_LABEL: spec["modelName"]}
-    training_job = (spec.get("source") or {}).get("trainingJob")
-    if training_job and len(training_job) <= 63:
-        labels[TRAININGJOB_LABEL] = training_job
-    return labels
-
-
-def _apply_metadata(mv: dict, record: dict | None) -> None:
-    """Server-side apply of what the operator owns in metadata (never spec): labels, the verification record
-    and the finalizer. kopf adds the finalizer too, but only once the version's own handler has run, which
-    can be after a sibling's reconcile made it Ready. Never for a deleting object: an apply without the
-    finalizer would remove it."""
-    meta = mv["metadata"]
-    applied = {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"], "labels": _labels(mv),
-               "finalizers": [FINALIZER]}
-    if record:
-        applied["annotations"] = {verification.ANNOTATION: json.dumps(record, sort_keys=True)}
-    kube.apply({"apiVersion": API_VERSION, "kind": KIND, "metadata": applied})
-
-
+            try:
+                kube.write_status(current, {**old, **fields})
+                break
+            except kube.Conflict:  # e.g. kopf's own annotations changed meanwhile: read again
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+        kube.apply(metadata.desired(current, new_record))
+    return True

@@ -11,19 +11,21 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
+from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from mlcycle import kube, metrics, storage
-from mlcycle.api.base import API_VERSION, GROUP, VERSION
-from mlcycle.api.trainingjob import PLURAL, TrainingJobSpec
+from mlcycle import kube, metrics, redaction, storage
+from mlcycle.api import labels as keys
+from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
+from mlcycle.api.trainingjob import KIND, PLURAL, TrainingJobSpec
 from mlcycle.clients import s3
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.trainingjob import manifests, registration
-from mlcycle.trainingjob.status import training_status
+from mlcycle.trainingjob.status import FINISHED, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
-KIND = "TrainingJob"
-FINISHED = ("Succeeded", "Failed")
+CONFLICT_RETRIES = 3
+REFERENCE_API = {"ServiceAccount": "v1", "PriorityClass": "scheduling.k8s.io/v1"}
 # One reconcile per TrainingJob at a time: events of the job, its Job and its pods arrive on different
 # kopf workers, and registration must not run twice at once. A trigger that finds a reconcile already
 # waiting for the lock is dropped: the waiting one reads the state after it, so a burst of pod events
@@ -47,8 +49,9 @@ def on_trainingjob_event(type, namespace, name, body, **_):
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
-def on_child_event(namespace, labels, **_):
-    reconcile(namespace, labels[manifests.LABEL])
+def on_child_event(namespace, labels, annotations, **_):
+    # The label value may be a cut name (names.label_value); the annotation has the whole one.
+    reconcile(namespace, annotations.get(keys.OWNER_NAME_ANNOTATION) or labels[manifests.LABEL])
 
 
 def _needs_timer(status, spec, **_) -> bool:
@@ -82,7 +85,12 @@ def reconcile(namespace: str, name: str) -> None:
         with _waiting_guard:
             _waiting.discard(key)
         with metrics.reconciling(KIND):
-            _reconcile(namespace, name)
+            for attempt in range(CONFLICT_RETRIES):
+                try:
+                    return _reconcile(namespace, name)
+                except kube.Conflict:
+                    if attempt == CONFLICT_RETRIES - 1:
+                        raise
 
 
 def _reconcile(namespace: str, name: str) -> None:
@@ -90,35 +98,58 @@ def _reconcile(namespace: str, name: str) -> None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return
     meta, old = body["metadata"], body.get("status") or {}
-    try:
-        spec = TrainingJobSpec.model_validate(body["spec"])
-        invalid = manifests.reserved_env_errors(spec)
-    except ValidationError as e:
-        spec, invalid = None, [f"spec.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
+    spec, invalid = _parse(body["spec"])
 
     job, pods = None, []
     if not invalid:
-        job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
-        service = manifests.desired_service(name, namespace, meta["uid"], spec)
-        if service:
-            kube.apply(service)
-        pods = kube.list_("v1", "Pod", namespace, f"{manifests.LABEL}={name}")
-    status = training_status(spec, meta["generation"], job, pods, old, invalid)
+        try:
+            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
+            service = manifests.desired_service(name, namespace, meta["uid"], spec)
+            if service:
+                kube.apply(service)
+        except ApiException as e:
+            if e.status not in (400, 422):
+                raise
+            # What admission let through but the Job or Service refuses: said in status, not retried blindly.
+            invalid = [f"the apiserver refuses the children this spec asks for: {kube.error_message(e)}"]
+    if job is not None:
+        pods = kube.list_("v1", "Pod", namespace, kube.selector(manifests.selector(name)))
+    missing = _missing_references(namespace, spec) if job is not None and not pods else []
+    status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
 
-    if status["phase"] == "Succeeded" and spec.register_model and not status.get("modelVersionRef"):
+    if registration.due(spec, status):
         status["conditions"] = merge_conditions(status["conditions"], [_register(body, spec, status)])
 
-    if _ttl_expired(spec, status):
+    if ttl_expired(spec, status, datetime.now(UTC)):
         kube.post_event(body, "Normal", "Deleted", "deleting: spec.runPolicy.ttlSecondsAfterFinished passed")
         kube.delete(API_VERSION, KIND, namespace, name)
         return
 
     if kube.status_changed(old, status):
-        kube.patch_status(API_VERSION, KIND, namespace, name, status)
-        if old.get("phase") != status["phase"]:
+        # Messages can carry a pod's own words (a user image's last log lines): redacted before anyone reads them.
+        status = redaction.redact_status(status, storage.secret_values(namespace, spec.storage.secret_ref.name)
+                                         if spec else [])
+        if kube.write_status(body, status) and old.get("phase") != status["phase"]:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
             kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
                             status["message"])
+
+
+def _missing_references(namespace: str, spec: TrainingJobSpec) -> list[str]:
+    """Objects the spec names that only the cluster can say exist: without them no worker pod can be created."""
+    refs = [("spec.serviceAccountName", "ServiceAccount", namespace, spec.service_account_name),
+            ("spec.priorityClassName", "PriorityClass", None, spec.priority_class_name)]
+    return [f"{field}: {kind} {name} does not exist" for field, kind, ns, name in refs
+            if name and kube.get(REFERENCE_API[kind], kind, ns, name) is None]
+
+
+def _parse(raw: dict) -> tuple[TrainingJobSpec | None, list[str]]:
+    """The spec, or None and why not (each error with its field)."""
+    try:
+        spec = TrainingJobSpec.model_validate(raw)
+    except ValidationError as e:
+        return None, field_errors(e, "spec")
+    return spec, manifests.reserved_env_errors(spec)
 
 
 def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
@@ -129,9 +160,8 @@ def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
         return condition("ModelRegistered", False, "NoArtifact",
                          "the trainer reported no artifact in its termination message", generation)
     model = spec.register_model.name
-    existing = kube.list_(API_VERSION, "ModelVersion", namespace, f"{registration.MODEL_LABEL}={model}")
-    mine = [mv for mv in existing
-            if mv["metadata"].get("labels", {}).get(registration.TRAININGJOB_UID_LABEL) == uid]
+    existing = kube.list_(API_VERSION, "ModelVersion", namespace, kube.selector({keys.MODEL: model}))
+    mine = registration.registered_by(existing, uid)
     if mine:
         mv_name = mine[0]["metadata"]["name"]
     else:
@@ -140,16 +170,21 @@ def _register(body: dict, spec: TrainingJobSpec, status: dict) -> dict:
         except (storage.SecretProblem, s3.StorageError, ValueError) as e:
             return condition("ModelRegistered", False, "SignatureUnavailable",
                              f"cannot read signature.json next to the artifact: {e}; retrying", generation)
-        # Another job may take the next number between our list and create: then try the number after it.
-        for version in range(registration.next_version(existing), registration.next_version(existing) + 5):
+        candidates = registration.candidate_versions(existing)
+        for version in candidates:
             mv = registration.desired_model_version(body["metadata"]["name"], namespace, uid, spec, status,
                                                     version, signature)
             if kube.create(mv) is not None:
+                if registration.written_by_run(spec, uid, status["artifact"]["uri"]):
+                    # The record that lets deletionPolicy: Delete remove this artifact (modelversion/deletion.py):
+                    # in status, which whoever creates a ModelVersion cannot write.
+                    kube.add_status_fields(API_VERSION, "ModelVersion", namespace, mv["metadata"]["name"],
+                                           {"registeredBy": {"name": body["metadata"]["name"], "uid": uid}})
                 break
         else:
             return condition("ModelRegistered", False, "VersionConflict",
-                             f"ModelVersion names {model}-v{version - 4}..v{version} are taken; retrying",
-                             generation)
+                             f"ModelVersion names {registration.model_version_name(model, candidates[0])}.."
+                             f"v{candidates[-1]} are taken; retrying", generation)
         mv_name = mv["metadata"]["name"]
         kube.post_event(body, "Normal", "ModelRegistered", f"registered ModelVersion {mv_name}")
     status["modelVersionRef"] = {"name": mv_name}
@@ -164,10 +199,3 @@ def _signature(namespace: str, spec: TrainingJobSpec, artifact_uri: str) -> dict
         raw = json.loads(s3.read_bytes(s3.client(cfg), bucket, key))
     return {k: raw[k] for k in ("inputs", "outputs", "featureNames") if k in raw}
 
-
-def _ttl_expired(spec: TrainingJobSpec | None, status: dict) -> bool:
-    ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
-    if ttl is None or status["phase"] not in FINISHED or not status.get("completionTime"):
-        return False
-    done = datetime.fromisoformat(status["completionTime"].replace("Z", "+00:00"))
-    return (datetime.now(UTC) - done).total_seconds() >= ttl

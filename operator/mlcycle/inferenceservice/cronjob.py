@@ -11,7 +11,8 @@ import json
 
 from mlcycle import podenv
 from mlcycle.api.base import API_VERSION
-from mlcycle.api.inferenceservice import ISVC_ANNOTATION, ISVC_LABEL, KIND, InferenceServiceSpec
+from mlcycle.api.inferenceservice import KIND, InferenceServiceSpec
+from mlcycle.api.labels import INFERENCESERVICE, OWNER_NAME_ANNOTATION
 from mlcycle.images import mlcycle_image
 from mlcycle.trainingjob.registration import profile_uri
 
@@ -50,11 +51,11 @@ def reference_uri(reference: str, artifact_uri: str) -> str:
 
 def job_selector(isvc: str) -> str:
     """Label selector of the drift Jobs (and their pods) of an InferenceService."""
-    return f"{ISVC_LABEL}={isvc},app.kubernetes.io/component={COMPONENT}"
+    return f"{INFERENCESERVICE}={isvc},app.kubernetes.io/component={COMPONENT}"
 
 
 def labels(isvc: str) -> dict:
-    return {ISVC_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle",
+    return {INFERENCESERVICE: isvc, "app.kubernetes.io/managed-by": "mlcycle",
             "app.kubernetes.io/component": COMPONENT}
 
 
@@ -131,7 +132,7 @@ def desired_cronjob(
                 "spec": {
                     "backoffLimit": 0,  # a failed check is retried by the next schedule, not at once
                     # The annotation names the InferenceService in full, so its pods' events reach its reconcile.
-                    "template": {"metadata": {"labels": labels(name), "annotations": {ISVC_ANNOTATION: name}},
+                    "template": {"metadata": {"labels": labels(name), "annotations": {OWNER_NAME_ANNOTATION: name}},
                                  "spec": pod},
                 },
             },

@@ -14,16 +14,8 @@ from dataclasses import dataclass
 
 from mlcycle import podenv, podspec
 from mlcycle.api.base import API_VERSION
-from mlcycle.api.inferenceservice import (
-    GRPC_PORT,
-    HTTP_PORT,
-    ISVC_ANNOTATION,
-    ISVC_LABEL,
-    KIND,
-    METRICS_PORT,
-    MODEL_VERSION_LABEL,
-    InferenceServiceSpec,
-)
+from mlcycle.api.inferenceservice import GRPC_PORT, HTTP_PORT, KIND, METRICS_PORT, InferenceServiceSpec
+from mlcycle.api.labels import INFERENCESERVICE, MODEL_VERSION, OWNER_NAME_ANNOTATION
 from mlcycle.api.modelversion import Signature
 from mlcycle.inferenceservice.agent import TERMINATION_GRACE_SECONDS, agent_container
 from mlcycle.inferenceservice.tritonconfig import ModelLayout
@@ -66,7 +58,7 @@ def deployment_name(isvc: str, version: str) -> str:
 
 def selector(isvc: str, version: str) -> dict[str, str]:
     """Labels that select the pods serving `version` for `isvc`."""
-    return {ISVC_LABEL: bounded(isvc), MODEL_VERSION_LABEL: bounded(version)}
+    return {INFERENCESERVICE: bounded(isvc), MODEL_VERSION: bounded(version)}
 
 
 def selector_string(isvc: str, version: str) -> str:
@@ -152,7 +144,7 @@ def desired_deployment(isvc: str, namespace: str, uid: str, spec: InferenceServi
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": deployment_name(isvc, version.name), "namespace": namespace, "labels": labels,
-                     "annotations": {ISVC_ANNOTATION: isvc},
+                     "annotations": {OWNER_NAME_ANNOTATION: isvc},
                      "ownerReferences": [owner_reference(isvc, uid)]},
         "spec": {
             "replicas": replicas,
@@ -160,6 +152,6 @@ def desired_deployment(isvc: str, namespace: str, uid: str, spec: InferenceServi
             # A changed template (resources, runtime) rolls without dropping below the replicas asked for.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "revisionHistoryLimit": 2,
-            "template": {"metadata": {"labels": labels, "annotations": {ISVC_ANNOTATION: isvc}}, "spec": pod},
+            "template": {"metadata": {"labels": labels, "annotations": {OWNER_NAME_ANNOTATION: isvc}}, "spec": pod},
         },
     }

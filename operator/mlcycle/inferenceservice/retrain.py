@@ -18,14 +18,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mlcycle.api.base import API_VERSION, DURATION_PATTERN
-from mlcycle.api.inferenceservice import (
-    DRIFT_DETECTED,
-    DRIFT_REPORT_ANNOTATION,
-    DRIFT_REPORT_LABEL,
-    ISVC_LABEL,
-    RETRAIN_REQUESTED_ANNOTATION,
-    InferenceServiceSpec,
-)
+from mlcycle.api.inferenceservice import DRIFT_DETECTED, InferenceServiceSpec
+from mlcycle.api.labels import DRIFT_REPORT, DRIFT_REPORT_ANNOTATION, INFERENCESERVICE, RETRAIN_REQUESTED_ANNOTATION
 from mlcycle.api.trainingjob import KIND as TRAININGJOB_KIND
 
 REQUESTED = "Requested"
@@ -117,10 +111,10 @@ def desired_training_job(isvc: str, namespace: str, spec: InferenceServiceSpec, 
     """The TrainingJob from spec.retrain.template, labelled with the service and the drift report that
     caused it (lineage: drift report -> training job -> new version -> service). No owner reference: the
     record of a training run, like the version it registers, outlives the service."""
-    labels = {ISVC_LABEL: isvc, "app.kubernetes.io/managed-by": "mlcycle"}
+    labels = {INFERENCESERVICE: isvc, "app.kubernetes.io/managed-by": "mlcycle"}
     annotations = {}
     if decision.reason == DRIFT_DETECTED and report_id(decision.report_uri):
-        labels[DRIFT_REPORT_LABEL] = report_id(decision.report_uri)
+        labels[DRIFT_REPORT] = report_id(decision.report_uri)
         annotations[DRIFT_REPORT_ANNOTATION] = decision.report_uri
     else:
         annotations[RETRAIN_REQUESTED_ANNOTATION] = decision.cause

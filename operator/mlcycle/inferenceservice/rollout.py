@@ -22,14 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mlcycle.api.inferenceservice import (
-    ROLLOUT_ABORTED,
-    ROLLOUT_ACTION_ANNOTATION,
-    Rollout,
-    RolloutAnalysis,
-    RolloutAnalysisResult,
-    RolloutStatus,
-)
+from mlcycle.api.inferenceservice import ROLLOUT_ABORTED, Rollout, RolloutAnalysis, RolloutAnalysisResult, RolloutStatus
+from mlcycle.api.labels import ROLLOUT_ACTION_ANNOTATION
 from mlcycle.conditions import condition
 from mlcycle.inferenceservice.analysis import Measurement
 

@@ -16,12 +16,8 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from mlcycle.api.inferenceservice import (
-    MODEL_VERSION_LABEL,
-    ROLLOUT_ACTION_ANNOTATION,
-    InferenceServiceSpec,
-    RolloutStatus,
-)
+from mlcycle.api.inferenceservice import InferenceServiceSpec, RolloutStatus
+from mlcycle.api.labels import MODEL_VERSION, ROLLOUT_ACTION_ANNOTATION
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.inferenceservice import deployment as dep
 from mlcycle.inferenceservice.analysis import Measurement
@@ -159,7 +155,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
         return by_deployment.get(dep.deployment_name(name, version))
 
     def problem_of(version: str) -> tuple[str, str] | None:
-        mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(MODEL_VERSION_LABEL) == dep.bounded(version)]
+        mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(MODEL_VERSION) == dep.bounded(version)]
         return next(filter(None, map(pod_problem, mine)), None)
 
     def deploy(version: str) -> None:

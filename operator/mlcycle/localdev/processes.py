@@ -11,8 +11,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcycle.localdev import background
+from mlcycle.localdev import background, runtime
 from mlcycle.localdev.net import free_port, http_ok
+from mlcycle.placement import placement_env
 
 
 @dataclass
@@ -42,7 +43,9 @@ def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health
                    metrics: int | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
     """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
     health, metrics = health or free_port(), metrics or free_port()
-    process_env = {**os.environ, **(env or {}), "KUBECONFIG": str(kubeconfig)}
+    # The operator's own workload pods (verification Jobs) run for real, on the local runtime's node.
+    local = placement_env({runtime.NODE_LABEL: "true"}, [runtime.TOLERATION])
+    process_env = {**os.environ, **local, **(env or {}), "KUBECONFIG": str(kubeconfig)}
     proc = background.spawn([sys.executable, "-m", "mlcycle.cli", "run", "--standalone",
                              f"--health-port={health}", f"--metrics-port={metrics}"], process_env, log_path)
     op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env)

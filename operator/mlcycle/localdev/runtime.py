@@ -51,10 +51,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcycle.clock import now_iso as now
 from mlcycle.localdev.runtime_api import Api, ApiError, ApiResolver
 from mlcycle.localdev.runtime_hosts import PodAddress, hosts_files, service_ports
 from mlcycle.localdev.runtime_pod import HOST_IP, PodWorker, write_atomic
-from mlcycle.localdev.runtime_status import now
 
 log = logging.getLogger("mlcycle.runtime")
 

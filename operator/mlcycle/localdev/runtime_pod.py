@@ -15,8 +15,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from mlcycle.clock import now_iso as now
 from mlcycle.localdev.runtime_api import ApiError
 from mlcycle.localdev.runtime_hosts import PodAddress
 from mlcycle.localdev.runtime_spec import (
@@ -42,7 +43,6 @@ from mlcycle.localdev.runtime_status import (
     Run,
     container_status,
     exit_code,
-    now,
     pod_conditions,
     pod_phase,
     start_error_state,
@@ -50,8 +50,27 @@ from mlcycle.localdev.runtime_status import (
     termination_message,
 )
 
-if TYPE_CHECKING:
-    from mlcycle.localdev.runtime import Runtime
+
+class PodHost(Protocol):
+    """What a pod's worker needs from the runtime that runs it (runtime.Runtime is the one): a protocol, so
+    that this module does not import the runtime that imports it."""
+
+    api: Any
+    resolver: Any
+    state_dir: Path
+    echo: bool
+    allocatable: dict[str, Any]
+    shim: Path
+    nss_wrapper: Path
+    kube_env: dict[str, str]
+    service_ports_file: Path
+
+    def tritonserver(self) -> tuple[Path | None, dict[str, str]]: ...
+    def allocate_ip(self, uid: str, previous: str | None, host_network: bool) -> str: ...
+    def hosts_file(self, namespace: str) -> Path: ...
+    def set_address(self, uid: str, address: PodAddress | None) -> None: ...
+    def worker_done(self, worker: PodWorker) -> None: ...
+    def delete_pod(self, pod: dict) -> None: ...
 
 log = logging.getLogger("mlcycle.runtime")
 
@@ -118,7 +137,7 @@ class Container:
 class PodWorker(threading.Thread):
     """Runs one pod from start to end: address, volumes, init containers, containers, status, deletion."""
 
-    def __init__(self, rt: Runtime, pod: dict):
+    def __init__(self, rt: PodHost, pod: dict):
         meta = pod["metadata"]
         super().__init__(name=f"pod-{meta['namespace']}/{meta['name']}", daemon=True)
         self.rt, self.pod, self.uid = rt, pod, meta["uid"]

@@ -1,7 +1,7 @@
 """`python -m mlcycle.modelversion.probe MODEL_FILE` (stdin: the signature as JSON): loads a TorchScript file
 and calls forward once with zero tensors shaped by the signature (-1 becomes 1). Prints JSON on stdout.
 
-It runs in a child process so that the operator never imports torch nor holds the model's memory.
+It runs in a child process of the verification pod (`mlcycle verify`), with an env that holds no credentials.
 """
 
 from __future__ import annotations

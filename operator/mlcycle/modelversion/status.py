@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
+from mlcycle.api.base import field_errors
 from mlcycle.api.modelversion import ModelVersionSpec
 from mlcycle.conditions import condition, find, kstatus, merge_conditions
 from mlcycle.modelversion import aliases, gates
@@ -72,7 +73,7 @@ def _verdict(mv: dict, current_holders: dict[str, str], by_name: dict[str, dict]
     try:
         spec = ModelVersionSpec.model_validate(mv["spec"])
     except ValidationError as e:
-        errors = "; ".join(f"spec.{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        errors = "; ".join(field_errors(e, "spec"))
         return {"phase": "Failed", "reason": "InvalidSpec", "message": errors, "spec": None}
     verified = find(old.get("conditions"), "ArtifactVerified")
     if verified is None or verified["status"] == "Unknown":
@@ -152,7 +153,7 @@ def model_statuses(versions: list[dict], isvcs: list[dict]) -> dict[str, dict]:
                   "conditions": merge_conditions(old.get("conditions"), conds)}
         if verdict["spec"] is not None:
             status["keyMetric"] = key_metric(verdict["spec"])
-        for kept in ("verifiedDigest", "size"):
+        for kept in ("verifiedDigest", "size", "registeredBy"):
             if old.get(kept) is not None:
                 status[kept] = old[kept]
         statuses[name] = status

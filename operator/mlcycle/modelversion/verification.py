@@ -1,6 +1,10 @@
 """Artifact verification: stream the object to a temporary file while hashing it (constant memory whatever
 its size), compare the digest, check the file is what `format` says, and that the signature fits it.
 
+It runs in the verification pod (`mlcycle verify`, see modelversion/verifyjob.py), never in the operator: the
+TorchScript probe runs the model's own code. The pod reports through its termination message
+(`result_message` / `parse_result`).
+
 Failures are `VerificationFailed` with a CamelCase reason; `healable` ones (object missing, storage down,
 bad credentials) are retried with backoff, the others wait for the spec or the object to change.
 """
@@ -11,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,6 +27,9 @@ from pathlib import Path
 
 import minio
 
+from mlcycle import clock
+from mlcycle.api import labels as keys
+from mlcycle.api.base import SHA256_PATTERN
 from mlcycle.clients import s3
 from mlcycle.modelversion import onnx
 
@@ -32,6 +40,11 @@ TORCHSCRIPT_ENTRIES = ("data.pkl", "constants.pkl", "code/")
 
 # Causes that can go away without a spec change; they are retried with backoff.
 RETRIED = frozenset({"ArtifactNotFound", "StorageAuthFailed", "StorageUnavailable", "SecretProblem", "ProbeFailed"})
+REASONS = RETRIED | {"DigestChanged", "DigestMismatch", "InvalidFormat", "SignatureMissing", "SignatureMismatch"}
+RESULT_MESSAGE_LIMIT = 2048  # of a failure's text, so the whole result fits a termination message (4 KiB)
+# What the model loader's process may see of the verification pod's env: no credentials, no cluster address.
+PROBE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "LD_LIBRARY_PATH",
+             "LD_PRELOAD", "OMP_NUM_THREADS")
 
 
 class VerificationFailed(Exception):
@@ -126,11 +139,18 @@ def torchscript_archive_problem(path: Path) -> str | None:
     return None
 
 
+def probe_env(env: dict[str, str]) -> dict[str, str]:
+    """The loader's env: what a Python process needs, nothing else (storage credentials stay with the parent)."""
+    return {k: v for k, v in env.items() if k in PROBE_ENV or k.startswith("NSS_WRAPPER_")}
+
+
 def probe_torchscript(path: Path, signature: dict | None, timeout: float = PROBE_TIMEOUT) -> dict:
-    """Load the model in a child process (see probe.py) and return what it found."""
+    """Load the model in a child process (see probe.py), with an env stripped to `probe_env`, and return what
+    it found."""
     try:
         done = subprocess.run([sys.executable, "-m", "mlcycle.modelversion.probe", str(path)],
-                              input=json.dumps(signature), capture_output=True, text=True, timeout=timeout)
+                              input=json.dumps(signature), capture_output=True, text=True, timeout=timeout,
+                              env=probe_env(dict(os.environ)))
     except subprocess.TimeoutExpired as e:
         raise VerificationFailed("ProbeFailed", f"loading the model took longer than {timeout:.0f}s") from e
     if done.returncode < 0:
@@ -239,10 +259,36 @@ def verify(client: minio.Minio, artifact: dict, signature: dict | None, previous
     return Verified(digest, size, etag, detail)
 
 
+def result_message(outcome: Verified | VerificationFailed) -> str:
+    """The verification pod's termination message."""
+    if isinstance(outcome, Verified):
+        doc: dict = {"verified": {"digest": outcome.digest, "size": outcome.size, "etag": outcome.etag,
+                                  "detail": outcome.detail[:RESULT_MESSAGE_LIMIT]}}
+    else:
+        doc = {"failed": {"reason": outcome.reason, "message": outcome.message[:RESULT_MESSAGE_LIMIT]}
+               | ({"etag": outcome.etag} if outcome.etag else {})}
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def parse_result(doc: dict | None) -> Verified | VerificationFailed | None:
+    """The outcome a verification pod reported, or None when it reported none. Fields are checked: the pod ran
+    a model's code, so nothing it says is trusted to fit the status schema."""
+    doc = doc or {}
+    if isinstance(ok := doc.get("verified"), dict):
+        digest, size = ok.get("digest"), ok.get("size")
+        if isinstance(digest, str) and re.fullmatch(SHA256_PATTERN, digest) and isinstance(size, int) and size >= 0:
+            return Verified(digest, size, str(ok.get("etag") or ""), str(ok.get("detail") or ""))
+    if isinstance(failed := doc.get("failed"), dict):
+        reason = failed.get("reason") if failed.get("reason") in REASONS else "ProbeFailed"
+        return VerificationFailed(reason, str(failed.get("message") or "")[:RESULT_MESSAGE_LIMIT],
+                                  str(failed["etag"]) if failed.get("etag") else None)
+    return None
+
+
 # Bookkeeping, in the annotation ANNOTATION: {"for": fingerprint, "etag": ..., "attempts": n, "retryAt": iso}.
 # "for" says which spec the result in status belongs to; "etag" lets a periodic HEAD notice an overwritten
 # object; "attempts"/"retryAt" schedule the next try after a healable failure.
-ANNOTATION = "mlcycle.io/verification"
+ANNOTATION = keys.VERIFICATION_ANNOTATION
 BACKOFF_BASE_SECONDS = 10
 BACKOFF_MAX_SECONDS = 300
 
@@ -257,13 +303,13 @@ def next_record(outcome: Verified | VerificationFailed, fp: str, previous: dict 
     if outcome.healable:
         attempts = 1 + ((previous or {}).get("attempts", 0) if (previous or {}).get("for") == fp else 0)
         return {"for": fp, "attempts": attempts,
-                "retryAt": (now + timedelta(seconds=backoff(attempts))).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                "retryAt": clock.iso(now + timedelta(seconds=backoff(attempts)))}
     return {"for": fp} | ({"etag": outcome.etag} if outcome.etag else {})
 
 
 def retry_due(record: dict | None, now: datetime) -> bool:
     retry_at = (record or {}).get("retryAt")
-    return retry_at is not None and datetime.fromisoformat(retry_at.replace("Z", "+00:00")) <= now
+    return retry_at is not None and clock.parse(retry_at) <= now
 
 
 def verification_due(record: dict | None, fp: str, now: datetime) -> bool:

@@ -3,28 +3,29 @@ distributed runs, a headless Service that gives worker 0 a stable DNS name for t
 
 from __future__ import annotations
 
-import hashlib
 import json
 
-from mlcycle import podenv, podspec
-from mlcycle.api.base import API_VERSION
+from mlcycle import names, podenv, podspec
+from mlcycle.api import labels as keys
+from mlcycle.api.base import owner_reference
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
 
-LABEL = "mlcycle.io/trainingjob"
+LABEL = keys.TRAININGJOB
 RENDEZVOUS_PORT = 29500
 TERMINATION_LOG = "/dev/termination-log"
-COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"  # the annotation the Job controller sets
+# Pod hostnames are `<job>-<index>` and must stay a DNS label (63) with an index up to 1023.
+COMPLETION_INDEX_FIELD = f"metadata.annotations['{COMPLETION_INDEX}']"
+MAX_CHILD_NAME = 52
 # torchrun reads these; the operator sets them, so user env must not.
 RESERVED_ENV = ("PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT")
 RESERVED_PREFIX = "MLCYCLE_"
 
 
 def child_name(tj_name: str) -> str:
-    """Name of the Job and Service. Pod hostnames are `<name>-<index>` and must stay a DNS label (63), so
-    long names are cut and given a short hash to stay unique and deterministic."""
-    if len(tj_name) <= 52:
-        return tj_name
-    return f"{tj_name[:46].rstrip('-')}-{hashlib.sha256(tj_name.encode()).hexdigest()[:5]}"
+    """Name of the Job and Service: an RFC 1035 label (a Service needs one) short enough for the pods'
+    `<name>-<index>` hostnames; other names (long, with dots, starting with a digit) get a stable hash."""
+    return names.child_name(tj_name, limit=MAX_CHILD_NAME)
 
 
 def master_address(tj_name: str, namespace: str) -> str:
@@ -36,11 +37,6 @@ def reserved_env_errors(spec: TrainingJobSpec) -> list[str]:
     """Names in spec.env that would override what the operator sets."""
     return [f"spec.env[{i}].name: {e.name} is set by the operator; remove it"
             for i, e in enumerate(spec.env or []) if e.name in RESERVED_ENV or e.name.startswith(RESERVED_PREFIX)]
-
-
-def owner_reference(name: str, uid: str) -> dict:
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
-            "blockOwnerDeletion": True}
 
 
 def output_uri(spec: TrainingJobSpec, uid: str) -> str:
@@ -68,7 +64,7 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
     env += [
         {"name": "PET_NNODES", "value": str(spec.workers)},
         {"name": "PET_NPROC_PER_NODE", "value": str(spec.procs_per_worker)},
-        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}} if distributed
+        {"name": "PET_NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}}} if distributed
         else {"name": "PET_NODE_RANK", "value": "0"},
         {"name": "PET_MASTER_ADDR", "value": master_address(name, namespace) if distributed else "localhost"},
         {"name": "PET_MASTER_PORT", "value": str(RENDEZVOUS_PORT)},
@@ -101,8 +97,18 @@ def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dic
     return pod
 
 
+def selector(name: str) -> dict:
+    """The label that ties the Job, the Service and the pods to their TrainingJob."""
+    return {LABEL: names.label_value(name)}
+
+
 def labels(name: str) -> dict:
-    return {LABEL: name, "app.kubernetes.io/managed-by": "mlcycle", "app.kubernetes.io/component": "trainer"}
+    return selector(name) | keys.MANAGED_BY | {"app.kubernetes.io/component": "trainer"}
+
+
+def annotations(name: str) -> dict:
+    """The TrainingJob's full name, which the label value may not hold (see names.label_value)."""
+    return {keys.OWNER_NAME_ANNOTATION: name}
 
 
 def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict:
@@ -112,7 +118,8 @@ def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> d
         "parallelism": spec.workers,
         "completions": spec.workers,
         "backoffLimit": spec.run_policy.backoff_limit,
-        "template": {"metadata": {"labels": labels(name)}, "spec": _pod_spec(name, namespace, uid, spec)},
+        "template": {"metadata": {"labels": labels(name), "annotations": annotations(name)},
+                     "spec": _pod_spec(name, namespace, uid, spec)},
     }
     if spec.workers > 1:
         job_spec["completionMode"] = "Indexed"
@@ -123,7 +130,7 @@ def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> d
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": child_name(name), "namespace": namespace, "labels": labels(name),
-                     "ownerReferences": [owner_reference(name, uid)]},
+                     "annotations": annotations(name), "ownerReferences": [owner_reference(KIND, name, uid)]},
         "spec": job_spec,
     }
 
@@ -135,11 +142,11 @@ def desired_service(name: str, namespace: str, uid: str, spec: TrainingJobSpec) 
     return {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": child_name(name), "namespace": namespace, "labels": labels(name),
-                     "ownerReferences": [owner_reference(name, uid)]},
+                     "annotations": annotations(name), "ownerReferences": [owner_reference(KIND, name, uid)]},
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,  # workers must find each other before they are ready
-            "selector": {LABEL: name},
+            "selector": selector(name),
             "ports": [{"name": "rendezvous", "port": RENDEZVOUS_PORT, "targetPort": RENDEZVOUS_PORT}],
         },
     }

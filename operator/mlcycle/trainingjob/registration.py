@@ -3,20 +3,45 @@ outlive the job that produced it. Lineage goes in labels and spec.source."""
 
 from __future__ import annotations
 
+from mlcycle import names
+from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION
 from mlcycle.api.trainingjob import TrainingJobSpec
-
-MODEL_LABEL = "mlcycle.io/model"
-TRAININGJOB_LABEL = "mlcycle.io/trainingjob"
-TRAININGJOB_UID_LABEL = "mlcycle.io/trainingjob-uid"
+from mlcycle.trainingjob.manifests import output_uri
 
 
 def model_version_name(model: str, version: int) -> str:
     return f"{model}-v{version}"
 
 
+# Another job may take the next number between our list and our create: then the numbers after it are tried.
+CANDIDATES = 5
+
+
 def next_version(existing: list[dict]) -> int:
     return 1 + max((mv["spec"]["version"] for mv in existing), default=0)
+
+
+def candidate_versions(existing: list[dict]) -> list[int]:
+    """The version numbers to try creating, in order, given the model's existing versions."""
+    first = next_version(existing)
+    return list(range(first, first + CANDIDATES))
+
+
+def registered_by(existing: list[dict], uid: str) -> list[dict]:
+    """The versions a TrainingJob (by uid) registered already: it registers once."""
+    return [mv for mv in existing if (mv["metadata"].get("labels") or {}).get(keys.TRAININGJOB_UID) == uid]
+
+
+def written_by_run(spec: TrainingJobSpec, uid: str, artifact_uri: str) -> bool:
+    """Whether the artifact lies under the run's own output prefix (where the operator told it to write), not
+    wherever a user image's termination message says."""
+    return artifact_uri.startswith(output_uri(spec, uid) + "/")
+
+
+def due(spec: TrainingJobSpec | None, status: dict) -> bool:
+    """Whether the job should register (or find) its ModelVersion now."""
+    return bool(spec and spec.register_model and status["phase"] == "Succeeded" and not status.get("modelVersionRef"))
 
 
 def signature_uri(artifact_uri: str) -> str:
@@ -57,8 +82,8 @@ def desired_model_version(tj_name: str, namespace: str, uid: str, spec: Training
         "apiVersion": API_VERSION, "kind": "ModelVersion",
         "metadata": {
             "name": model_version_name(reg.name, version), "namespace": namespace,
-            "labels": {MODEL_LABEL: reg.name, TRAININGJOB_LABEL: tj_name, TRAININGJOB_UID_LABEL: uid,
-                       "app.kubernetes.io/managed-by": "mlcycle"},
+            "labels": {keys.MODEL: reg.name, keys.TRAININGJOB: names.label_value(tj_name),
+                       keys.TRAININGJOB_UID: uid} | keys.MANAGED_BY,
         },
         "spec": mv_spec,
     }

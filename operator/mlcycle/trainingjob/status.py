@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import json
+import re
+from datetime import datetime
 
+from mlcycle import clock
+from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
+from mlcycle.pods import job_condition, termination_message
+from mlcycle.training import is_finite_number
+from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
-COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
-
-
-def _job_condition(job: dict, type_: str) -> dict | None:
-    return next((c for c in job.get("status", {}).get("conditions") or []
-                 if c["type"] == type_ and c["status"] == "True"), None)
-
-
-def termination_message(pod: dict) -> dict | None:
-    """The trainer's JSON termination message of a pod's first terminated container, if any."""
-    for cs in pod.get("status", {}).get("containerStatuses") or []:
-        terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
-        if terminated and terminated.get("message"):
-            try:
-                parsed = json.loads(terminated["message"])
-            except ValueError:
-                return {"log": terminated["message"][-500:]}
-            return parsed if isinstance(parsed, dict) else None
-    return None
+FINISHED = ("Succeeded", "Failed")
 
 
 def pod_problem(pod: dict) -> tuple[str, str] | None:
@@ -59,9 +47,41 @@ def _worker_zero(pods: list[dict]) -> dict | None:
     return (indexed or succeeded or [None])[0]
 
 
+def reported_results(result: dict) -> dict:
+    """What a (possibly user-written) termination message reports, kept only where the status schema accepts
+    it: one bad field must not make the apiserver refuse the whole status write."""
+    out: dict = {}
+    metrics = {k: v for k, v in (result.get("metrics") or {}).items()
+               if isinstance(k, str) and len(k) <= MAX_NAME and is_finite_number(v)} if isinstance(
+        result.get("metrics"), dict) else {}
+    if metrics:
+        out["metrics"] = dict(list(metrics.items())[:MAX_ITEMS])
+    art = result.get("artifact")
+    if isinstance(art, dict) and isinstance(art.get("uri"), str) and re.match(S3_URI_PATTERN, art["uri"]):
+        out["artifact"] = {"uri": art["uri"]}
+        if isinstance(art.get("digest"), str) and re.match(SHA256_PATTERN, art["digest"]):
+            out["artifact"]["digest"] = art["digest"]
+        if isinstance(art.get("size"), int) and not isinstance(art["size"], bool) and art["size"] >= 0:
+            out["artifact"]["size"] = art["size"]
+    digest = result.get("datasetDigest")
+    if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
+        out["datasetDigest"] = digest
+    return out
+
+
+def ttl_expired(spec, status: dict, now: datetime) -> bool:
+    """Whether spec.runPolicy.ttlSecondsAfterFinished has passed since the job finished."""
+    ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
+    if ttl is None or status["phase"] not in FINISHED or not status.get("completionTime"):
+        return False
+    return (now - clock.parse(status["completionTime"])).total_seconds() >= ttl
+
+
 def training_status(spec, generation: int, job: dict | None, pods: list[dict], previous: dict | None,
-                    invalid: list[str] | None = None) -> dict:
-    """The whole status for one observation. `previous` keeps results a deleted pod can no longer give."""
+                    invalid: list[str] | None = None, missing: list[str] | None = None) -> dict:
+    """The whole status for one observation. `previous` keeps results a deleted pod can no longer give.
+    `invalid`: spec errors (the job fails); `missing`: objects the spec names that the cluster lacks (the job
+    is Stalled while it has not started: its pods cannot be created until someone creates them)."""
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
     for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime"):
@@ -80,18 +100,11 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             status["startTime"] = js["startTime"]
         status["attempts"] = (1 if js.get("startTime") else 0) + js.get("failed", 0)
         problems = [p for p in map(pod_problem, pods) if p]
-        complete, failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
+        complete, failed = job_condition(job, "Complete"), job_condition(job, "Failed")
         if complete:
             phase, reason = "Succeeded", "Succeeded"
             status["completionTime"] = js.get("completionTime") or complete.get("lastTransitionTime")
-            result = termination_message(_worker_zero(pods) or {}) or {}
-            if result.get("metrics"):
-                status["metrics"] = result["metrics"]
-            if result.get("artifact"):
-                art = result["artifact"]
-                status["artifact"] = {k: art[k] for k in ("uri", "digest", "size") if art.get(k) is not None}
-            if result.get("datasetDigest"):
-                status["datasetDigest"] = result["datasetDigest"]
+            status |= reported_results(termination_message(_worker_zero(pods) or {}) or {})
             message = "training finished" + (
                 f"; {', '.join(f'{k}={v:.4g}' for k, v in sorted(status.get('metrics', {}).items()))}"
                 if status.get("metrics") else "")
@@ -114,16 +127,24 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             message = f"{js.get('ready', 0) or 0}/{spec.workers} workers ready"
             if problems:
                 reason, message = problems[0][0], f"{message}; {problems[0][1]}"
+        elif previous.get("phase") == "Running":
+            # A phase only moves forward: between a worker's exit and the Job counting it (or while a failed
+            # worker is replaced) no pod runs, but the job has started: still Running, not Pending again.
+            phase, reason = "Running", problems[0][0] if problems else "Running"
+            message = problems[0][1] if problems else f"{js.get('ready', 0) or 0}/{spec.workers} workers ready"
         else:
             phase, reason = "Pending", "Pending"
             message = problems[0][1] if problems else "waiting for the workers to start"
             if problems:
                 reason = problems[0][0]
 
+    stalled = phase == "Failed"
+    if missing and phase == "Pending":
+        reason, message, stalled = "ReferenceNotFound", "; ".join(missing), True
     status["phase"] = phase
     status["message"] = message
-    in_progress = phase in ("Pending", "Running")
-    conds = kstatus(phase == "Succeeded", in_progress, phase == "Failed", reason, message, generation)
+    in_progress = phase in ("Pending", "Running") and not stalled
+    conds = kstatus(phase == "Succeeded", in_progress, stalled, reason, message, generation)
     conds += [
         condition("Running", phase == "Running", reason, message if phase == "Running" else "", generation),
         condition("Succeeded", phase == "Succeeded", reason if phase == "Succeeded" else "NotSucceeded", "",

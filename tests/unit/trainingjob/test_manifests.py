@@ -30,7 +30,7 @@ def test_distributed_job_is_indexed_with_headless_service_and_rank_from_completi
     env = env_of(job)
     assert env["PET_NNODES"]["value"] == "3"
     assert env["PET_NPROC_PER_NODE"]["value"] == "2"
-    assert env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == manifests.COMPLETION_INDEX
+    assert env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == manifests.COMPLETION_INDEX_FIELD
     assert env["PET_MASTER_ADDR"]["value"] == "bert-0.bert.team-a.svc"
     svc = manifests.desired_service("bert", "team-a", "uid-2", s)
     assert svc["spec"]["clusterIP"] == "None"

@@ -1,4 +1,5 @@
 from factories import trainingjob_spec as spec
+from mlcycle.api import labels as keys
 from mlcycle.trainingjob import registration
 
 
@@ -14,8 +15,8 @@ def registered(**spec_fields):
 def test_model_version_records_lineage_and_has_no_owner():
     mv = registration.desired_model_version("tj", "ns", "uid-1", registered(), status(), 3, None)
     assert mv["metadata"]["name"] == "iris-v3" and "ownerReferences" not in mv["metadata"]
-    assert mv["metadata"]["labels"][registration.MODEL_LABEL] == "iris"
-    assert mv["metadata"]["labels"][registration.TRAININGJOB_UID_LABEL] == "uid-1"
+    assert mv["metadata"]["labels"][keys.MODEL] == "iris"
+    assert mv["metadata"]["labels"][keys.TRAININGJOB_UID] == "uid-1"
     assert mv["spec"]["source"]["trainingJob"] == "tj"
     assert mv["spec"]["artifact"]["digest"] == "sha256:" + "a" * 64
     assert mv["spec"]["aliases"] == ["staging"] and mv["spec"]["metrics"] == {"val_accuracy": 0.9}
@@ -35,3 +36,20 @@ def test_next_version_and_signature_location():
     assert registration.next_version([]) == 1
     assert registration.next_version([{"spec": {"version": 4}}, {"spec": {"version": 2}}]) == 5
     assert registration.signature_uri("s3://m/iris/run/model.pt") == "s3://m/iris/run/signature.json"
+
+
+def test_candidate_versions_and_what_a_run_wrote():
+    assert registration.candidate_versions([{"spec": {"version": 2}}]) == [3, 4, 5, 6, 7]
+    s = registered(output={"uri": "s3://models/iris/"})
+    assert registration.written_by_run(s, "0123456789", "s3://models/iris/01234567/model.pt")
+    assert not registration.written_by_run(s, "0123456789", "s3://models/iris/other/model.pt")
+    assert not registration.written_by_run(s, "0123456789", "s3://victim/important.pt")
+    mine = {"metadata": {"labels": {keys.TRAININGJOB_UID: "u1"}}}
+    assert registration.registered_by([mine, {"metadata": {}}], "u1") == [mine]
+
+
+def test_a_long_job_name_becomes_a_valid_label_value_and_stays_in_the_source():
+    long = "t" * 253
+    mv = registration.desired_model_version(long, "ns", "u", registered(), status(), 1, None)
+    assert len(mv["metadata"]["labels"][keys.TRAININGJOB]) <= 63
+    assert mv["spec"]["source"]["trainingJob"] == long

@@ -51,14 +51,14 @@ def test_running_counts_workers():
 
 def test_success_takes_metrics_and_artifact_from_worker_zero_termination_message():
     message = json.dumps({"metrics": {"val_accuracy": 0.97}, "artifact": {
-        "uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234, "format": "torchscript"}})
+        "uri": "s3://models/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234, "format": "torchscript"}})
     done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
     other = pod("w-1", phase="Succeeded", index="1", container_state={"terminated": {"exitCode": 0}})
     j = job({"succeeded": 2, "completionTime": "2026-01-01T01:00:00Z", "startTime": "2026-01-01T00:00:00Z",
              "conditions": [{"type": "Complete", "status": "True"}]})
     s = training_status(spec(workers=2), 1, j, [other, done], None)
     assert s["phase"] == "Succeeded" and s["metrics"] == {"val_accuracy": 0.97}
-    assert s["artifact"] == {"uri": "s3://m/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
+    assert s["artifact"] == {"uri": "s3://models/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
     assert s["completionTime"] == "2026-01-01T01:00:00Z"
     assert cond(s, "Ready") == "True" and cond(s, "Reconciling") == "False"
 
@@ -122,3 +122,44 @@ def test_the_dataset_digest_the_trainer_read_is_kept_for_lineage():
     done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
     j = job({"conditions": [{"type": "Complete", "status": "True"}], "completionTime": "t"})
     assert training_status(spec(), 1, j, [done], None)["datasetDigest"] == digest
+
+
+def test_running_never_goes_back_to_pending_while_the_job_counts_a_finished_worker():
+    running = training_status(spec(), 1, job({"active": 1, "ready": 1, "startTime": "t"}), [pod()], None)
+    assert running["phase"] == "Running"
+    # The trainer exited; the Job has not counted it yet: no active pod, no Complete condition.
+    between = training_status(spec(), 1, job({"active": 0, "startTime": "t"}),
+                              [pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0}})], running)
+    assert between["phase"] == "Running" and "waiting for the workers" not in between["message"]
+    fresh = training_status(spec(), 1, job({"active": 0, "startTime": "t"}), [], None)
+    assert fresh["phase"] == "Pending"
+
+
+def test_results_the_status_schema_would_refuse_are_dropped_not_written():
+    from mlcycle.trainingjob.status import reported_results
+
+    out = reported_results({"metrics": {"acc": 0.9, "loss": float("nan"), "note": "x", "flag": True},
+                            "artifact": {"uri": "/tmp/model.pt", "digest": "md5:1"}, "datasetDigest": "abc"})
+    assert out == {"metrics": {"acc": 0.9}}
+    out = reported_results({"artifact": {"uri": "s3://models/a.pt", "digest": "md5:1", "size": -1}})
+    assert out == {"artifact": {"uri": "s3://models/a.pt"}}
+
+
+def test_ttl_expiry():
+    from datetime import UTC, datetime
+
+    from mlcycle.trainingjob.status import ttl_expired
+
+    s = spec(runPolicy={"ttlSecondsAfterFinished": 60})
+    done = {"phase": "Succeeded", "completionTime": "2026-01-01T00:00:00Z"}
+    assert not ttl_expired(s, done, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))
+    assert ttl_expired(s, done, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))
+    assert not ttl_expired(spec(), done, datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def test_a_missing_reference_stalls_the_job_with_the_field_named():
+    missing = ["spec.priorityClassName: PriorityClass gold does not exist"]
+    s = training_status(spec(), 1, job({}), [], None, missing=missing)
+    assert s["phase"] == "Pending" and s["message"] == missing[0]
+    assert find(s["conditions"], "Stalled")["status"] == "True" and cond(s, "Reconciling") == "False"
+    assert find(s["conditions"], "Ready")["reason"] == "ReferenceNotFound"
