@@ -24,6 +24,13 @@ def signature_uri(artifact_uri: str) -> str:
     return artifact_uri.rsplit("/", 1)[0] + "/signature.json"
 
 
+def registered_format(spec: TrainingJobSpec) -> str:
+    """The built-in trainer reports the first of its export formats; a user image, registerModel.format."""
+    if spec.trainer is not None and not spec.command:
+        return spec.trainer.export_formats[0]
+    return spec.register_model.format
+
+
 def desired_model_version(tj_name: str, namespace: str, uid: str, spec: TrainingJobSpec, status: dict,
                           version: int, signature: dict | None) -> dict:
     reg = spec.register_model
@@ -31,7 +38,7 @@ def desired_model_version(tj_name: str, namespace: str, uid: str, spec: Training
     mv_spec: dict = {
         "modelName": reg.name,
         "version": version,
-        "artifact": {"uri": artifact["uri"], "format": reg.format}
+        "artifact": {"uri": artifact["uri"], "format": registered_format(spec)}
         | ({"digest": artifact["digest"]} if artifact.get("digest") else {}),
         "source": {
             "trainingJob": tj_name,
