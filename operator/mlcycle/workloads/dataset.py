@@ -182,10 +182,14 @@ Chooser = Callable[[str, list[str], list[pa.DataType]], dict[str, pa.DataType]]
 
 
 def _sample(stream) -> tuple[bytes, _Prefixed]:
-    """Up to _SAMPLE_BYTES of whole lines from the start of `stream`, and the stream from its start again."""
+    """About _SAMPLE_BYTES of whole lines (one at least) from the start of `stream`, and the stream from its
+    start again."""
     head = stream.read(_SAMPLE_BYTES)
-    cut = head.rfind(b"\n") + 1 if len(head) == _SAMPLE_BYTES else len(head)
-    return head[:cut] if cut else head, _Prefixed(head, stream)
+    if len(head) < _SAMPLE_BYTES:  # the whole file
+        return head, _Prefixed(head, stream)
+    while b"\n" not in head and (more := stream.read(64 * 1024)):
+        head += more
+    return head[: head.rfind(b"\n") + 1] or head, _Prefixed(head, stream)
 
 
 def _header(stream, name: str) -> tuple[list[str], _Prefixed]:

@@ -35,3 +35,12 @@ def test_next_version_and_signature_location():
     assert registration.next_version([]) == 1
     assert registration.next_version([{"spec": {"version": 4}}, {"spec": {"version": 2}}]) == 5
     assert registration.signature_uri("s3://m/iris/run/model.pt") == "s3://m/iris/run/signature.json"
+
+
+def test_the_built_in_trainer_registers_its_first_export_format():
+    trainer = {"task": "classification", "labelColumn": "species", "exportFormats": ["onnx", "torchscript"]}
+    mv = registration.desired_model_version("tj", "ns", "u", registered(trainer=trainer), status(), 1, None)
+    assert mv["spec"]["artifact"]["format"] == "onnx"
+    user_image = spec(trainer=None, command=["python", "train.py"], registerModel={"name": "iris", "format": "onnx"})
+    assert registration.registered_format(user_image) == "onnx"
+    assert registration.registered_format(registered()) == "torchscript"
