@@ -73,14 +73,22 @@ def value_order(values) -> list[str]:
 
 
 class _Hashing:
-    """A readable stream that feeds what is read through a running sha256."""
+    """A readable stream that feeds what is read through a running sha256. Reads are whole: pyarrow takes
+    a short read for the end of the stream, and an HTTP body or a prefixed stream may return less."""
 
-    def __init__(self, raw: BinaryIO, sha):
+    def __init__(self, raw, sha):
         self.raw, self.sha = raw, sha
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size) if size is not None and size >= 0 else self.raw.read()
+        if size is None or size < 0:
+            data = self.raw.read()
+        else:
+            pieces, wanted = [], size
+            while wanted > 0 and (piece := self.raw.read(wanted)):
+                pieces.append(piece)
+                wanted -= len(piece)
+            data = b"".join(pieces)
         self.sha.update(data)
         return data
 
@@ -100,13 +108,11 @@ class _Prefixed:
         self.closed = False
 
     def read(self, size: int = -1) -> bytes:
-        if self.head:
-            if size is None or size < 0:
-                data, self.head = self.head + self.raw.read(), b""
-                return data
-            data, self.head = self.head[:size], self.head[size:]
+        if size is None or size < 0:
+            data, self.head = self.head + self.raw.read(), b""
             return data
-        return self.raw.read(size)
+        data, self.head = self.head[:size], self.head[size:]
+        return data + self.raw.read(size - len(data)) if len(data) < size else data
 
     def readable(self) -> bool:
         return True

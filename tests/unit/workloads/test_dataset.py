@@ -169,3 +169,14 @@ def test_unknown_formats_are_refused(tmp_path):
     with pytest.raises(TrainingFailed, match="'xls' is not supported") as caught:
         load(str(tmp_path), "xls")
     assert caught.value.reason == training.INVALID_CONFIG
+
+
+def test_a_file_larger_than_the_sample_and_the_block_is_read_whole(tmp_path, monkeypatch):
+    """The sniffed sample is handed back to pyarrow before the rest of the stream, and HTTP bodies may return
+    fewer bytes than asked: every read must still be whole, or pyarrow takes it for the end of a block."""
+    monkeypatch.setattr(dataset, "_SAMPLE_BYTES", 100_000)  # more than what reading the header leaves over
+    monkeypatch.setattr(dataset, "_BLOCK_BYTES", 50_000)
+    rows = [{"x": i, **{f"f{j}": 0.25 * j for j in range(10)}, "kind": "a" if i % 3 else "b"} for i in range(4000)]
+    for fmt in ("csv", "jsonl"):
+        examples = load(write(tmp_path, fmt, rows), fmt)
+        assert examples.features[:, 0].tolist() == list(range(4000)), fmt
