@@ -281,7 +281,9 @@ class _Assembler:
         self.first: tuple[str, list[str]] | None = None
         self.names: list[str] = []
         self.text: set[str] = set()  # categorical features
-        self.blocks: list[np.ndarray] = []
+        # The rows read so far, in a buffer that grows by doubling with realloc: the kernel remaps the pages of
+        # a large allocation rather than copying them, so loading never holds two copies of the matrix.
+        self.matrix = np.empty((0, 0), dtype=np.float32)
         self.text_chunks: dict[str, list[pa.Array]] = {}
         self.labels: list = []
         self.rows = 0
@@ -321,7 +323,12 @@ class _Assembler:
         self.text_chunks = {n: [] for n in names if n in self.text}
 
     def add(self, batch: pa.RecordBatch, name: str) -> None:
-        block = np.empty((batch.num_rows, len(self.names)), dtype=np.float32)
+        if self.matrix.shape[1] != len(self.names):
+            self.matrix = np.empty((_PARQUET_BATCH_ROWS, len(self.names)), dtype=np.float32)
+        if self.rows + batch.num_rows > len(self.matrix):
+            self.matrix.resize((max(2 * len(self.matrix), self.rows + batch.num_rows), len(self.names)),
+                               refcheck=False)
+        block = self.matrix[self.rows : self.rows + batch.num_rows]
         for j, n in enumerate(self.names):
             column = batch.column(n)
             if n in self.text:
@@ -338,14 +345,13 @@ class _Assembler:
         if label.null_count:
             raise TrainingFailed(training.DATASET_UNREADABLE, f"{name}: label column {self.label!r} has empty values")
         self.labels.append(pc.utf8_trim_whitespace(label) if self.label_as_text else label.to_numpy())
-        self.blocks.append(block)
         self.rows += batch.num_rows
 
     def examples(self, digest: str) -> Examples:
         if self.rows < 2:
             raise TrainingFailed(training.DATASET_UNREADABLE, f"the dataset has {self.rows} rows; need at least 2")
-        features = np.concatenate(self.blocks)
-        self.blocks.clear()
+        features, self.matrix = self.matrix, np.empty((0, 0), dtype=np.float32)
+        features.resize((self.rows, len(self.names)), refcheck=False)
         categories = {}
         for j, n in enumerate(self.names):
             if n in self.text:
