@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -30,7 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-SIZES = [(200_000, 32, 256, 5), (1_000_000, 32, 1024, 3)]  # rows, features, batch size, epochs (issue 14)
+# rows, features, batch size, epochs: the two sizes of issue 14, and a small one that shows the fixed costs
+# (start-up, outputs) and the memory that does not depend on the data.
+SIZES = [(20_000, 32, 256, 5), (200_000, 32, 256, 5), (1_000_000, 32, 1024, 3)]
 CLASSES = 4
 HIDDEN = [64, 64]
 LEARNING_RATE = 0.001
@@ -52,16 +55,28 @@ def synthetic_csv(rows: int, features: int, seed: int = 0) -> bytes:
     return out.getvalue().to_pybytes()
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
-    """Exit code, wall seconds, peak RSS in MiB (of the process and the children it waited for) and output."""
+# Runs a module as `python -m` would, then prints the process's peak RSS (VmHWM). ru_maxrss of a child would
+# not do: Linux carries it across exec, so a child of a large parent starts at the parent's size.
+_PEAK_RSS = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: print('[peak-rss-kb]', next(line.split()[1] for line in open('/proc/self/status')"
+    " if line.startswith('VmHWM')), flush=True))\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n"
+)
+
+
+def run_measured(module: str, args: list[str], env: dict[str, str]) -> tuple[int, float, float, str]:
+    """`python -m module args`: exit code, wall seconds, peak RSS in MiB and output."""
     with tempfile.TemporaryFile() as out:
         started = time.monotonic()
-        proc = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code = subprocess.run([sys.executable, "-c", _PEAK_RSS, module, *args], env=env, stdout=out,
+                              stderr=subprocess.STDOUT).returncode
         elapsed = time.monotonic() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
-        return proc.returncode, elapsed, usage.ru_maxrss / 1024, out.read().decode(errors="replace")
+        text = out.read().decode(errors="replace")
+    peak = re.findall(r"\[peak-rss-kb\] (\d+)", text)
+    return code, elapsed, int(peak[-1]) / 1024 if peak else float("nan"), text
 
 
 def trainer_env(server, uri: str, name: str, device: str, batch_size: int, epochs: int, nproc: int) -> dict:
@@ -153,26 +168,29 @@ def compare(server, args: argparse.Namespace, rows: int, features: int, batch_si
     env = trainer_env(server, uri, name, args.device, batch_size, epochs, 1)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
-    plain_cmd = [sys.executable, "-m", "mlcycle.bench.gpu_check", "plain", "--device", args.device, "--uri", uri,
-                 "--endpoint", server.endpoint, "--batch-size", str(batch_size), "--epochs", str(epochs)]
+    plain_args = ["plain", "--device", args.device, "--uri", uri, "--endpoint", server.endpoint,
+                  "--batch-size", str(batch_size), "--epochs", str(epochs)]
     trainer_runs, plain_runs = [], []
     for _ in range(args.repeat):
-        code, elapsed, rss, out = run_measured([sys.executable, "-m", "mlcycle.cli", "train"], env)
+        code, elapsed, rss, out = run_measured("mlcycle.cli", ["train"], env)
         if code != 0:
             print(out[-3000:])
             raise SystemExit(f"[gpu-check] mlcycle train failed for {name}")
         message = json.loads(Path(env["MLCYCLE_TERMINATION_LOG"]).read_text())
+        phases = re.findall(r"(?:read|trained|uploaded) in [0-9.]+ s", out)
+        print(f"[gpu-check] trainer: {', '.join(phases)}", flush=True)
         trainer_runs.append((elapsed, rss, message["metrics"]["val_accuracy"]))
-        code, elapsed, rss, out = run_measured(plain_cmd, env)
+        code, elapsed, rss, out = run_measured("mlcycle.bench.gpu_check", plain_args, env)
         if code != 0:
             print(out[-3000:])
             raise SystemExit(f"[gpu-check] the plain loop failed for {name}")
-        plain_runs.append((elapsed, rss, json.loads(out.strip().splitlines()[-1])))
+        plain_runs.append((elapsed, rss, json.loads(next(line for line in out.splitlines() if line.startswith("{")))))
         print(f"[gpu-check] {name}: trainer {trainer_runs[-1][0]:.1f} s, plain loop {elapsed:.1f} s "
               f"(load average {os.getloadavg()[0]:.1f})", flush=True)
     trainer_s, trainer_rss, trainer_accuracy = min(trainer_runs)
     plain_s, plain_rss, plain = min(plain_runs, key=lambda run: run[0])
-    _, _, imports_rss, _ = run_measured([sys.executable, "-c", "import mlcycle.workloads.trainer"], env)
+    # What the trainer's imports alone take: `mlcycle train --help` imports the trainer and returns.
+    _, _, imports_rss, _ = run_measured("mlcycle.cli", ["train", "--help"], env)
     result = {
         "data": f"{rows:,} rows x {features} features, batch {batch_size}, {epochs} epochs ({csv_mb:.0f} MiB CSV)",
         "trainer_s": trainer_s, "plain_s": plain_s, "plain_parse_s": plain["parse_s"],
@@ -207,7 +225,7 @@ def ddp_check(server, args: argparse.Namespace) -> bool:
     data = synthetic_csv(20_000, 8)
     server.client().put_object("datasets", "gpu-check/ddp.csv", io.BytesIO(data), len(data))
     env = trainer_env(server, "s3://datasets/gpu-check/ddp.csv", "nccl-2proc", "cuda", 256, 2, 2)
-    code, elapsed, _, out = run_measured([sys.executable, "-m", "mlcycle.cli", "train"], env)
+    code, elapsed, _, out = run_measured("mlcycle.cli", ["train"], env)
     log = Path(env["MLCYCLE_TERMINATION_LOG"])
     print(out[-2000:] if code else "", f"[gpu-check] nccl-2proc: exit {code} in {elapsed:.1f}s; "
           f"result {log.read_text()[:600] if log.exists() else ''}", sep="\n")

@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -368,6 +369,7 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_DIST_TIMEOUT)
+    started = time.monotonic()
     try:
         examples = load(
             dataset_uri,
@@ -383,11 +385,12 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
             classes = f", classes {examples.classes}" if examples.classes else ""
             categorical = f", categorical {sorted(examples.categories)}" if examples.categories else ""
             print(
-                f"training {config.task} on {len(examples.features)} rows from {dataset_uri}: "
-                f"features {examples.feature_names}{categorical}{classes}; device {device}, "
-                f"{world_size} process(es)",
+                f"training {config.task} on {len(examples.features)} rows from {dataset_uri} (read in "
+                f"{time.monotonic() - started:.1f} s): features {examples.feature_names}{categorical}{classes}; "
+                f"device {device}, {world_size} process(es)",
                 flush=True,
             )
+        started = time.monotonic()
         trained = train(
             config,
             examples,
@@ -396,6 +399,9 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
             world_size=world_size,
             on_epoch=lambda epoch, metrics: reporter.report_metrics(epoch, **metrics),
         )
+        if rank == 0:
+            print(f"trained in {time.monotonic() - started:.1f} s", flush=True)
+        started = time.monotonic()
         artifacts = [write_outputs(storage, output_uri, trained, examples, config) if rank == 0 else None]
         if world_size > 1:  # every pod's termination message names the artifacts
             dist.broadcast_object_list(artifacts, src=0)
@@ -415,6 +421,7 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         if rank == 0:
             for a in artifacts[0]:
                 print(f"wrote {a['uri']} ({a['size']} bytes, {a['digest']})", flush=True)
+            print(f"profiled, exported and uploaded in {time.monotonic() - started:.1f} s", flush=True)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
