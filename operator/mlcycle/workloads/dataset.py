@@ -201,10 +201,7 @@ def _sample(stream) -> tuple[bytes, _Prefixed]:
 def _header(stream, name: str) -> tuple[list[str], _Prefixed]:
     """The CSV header's column names (BOM and spaces stripped), and the stream after the header line."""
     head = b""
-    while b"\n" not in head:
-        more = stream.read(64 * 1024)
-        if not more:
-            break
+    while b"\n" not in head and (more := stream.read(64 * 1024)):
         head += more
     line, _, rest = head.partition(b"\n")
     try:
@@ -359,9 +356,10 @@ class _Assembler:
                                              features[:, j])
         if self.label_as_text:
             labels = pa.chunked_array(self.labels, type=pa.string())
-            if "" in labels.unique().to_pylist():
+            distinct = labels.unique().to_pylist()
+            if "" in distinct:
                 raise TrainingFailed(training.DATASET_UNREADABLE, f"label column {self.label!r} has empty labels")
-            classes = value_order(labels.unique().to_pylist())
+            classes = value_order(distinct)
             if len(classes) < 2:
                 raise TrainingFailed(
                     training.DATASET_UNREADABLE,
