@@ -101,6 +101,7 @@ def test_files_with_different_columns_are_unreadable(tmp_path):
         (b"x,kind\n1,a\nnan,b\n", "column 'x', data row 2 is empty, NaN or infinite"),
         (b"x,kind\n1,a\n", "has 1 rows; need at least 2"),
         (b"x,kind\n1,a\n2,a\n", "only the class\\(es\\) \\['a'\\]"),
+        (b"x,kind\n1,a\n2, \n3,b\n", "label column 'kind' has empty labels"),
     ],
 )
 def test_malformed_csv_is_unreadable_and_says_why(tmp_path, content, names):
