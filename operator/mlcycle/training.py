@@ -13,7 +13,8 @@ JSON document Kubernetes reads from MLCYCLE_TERMINATION_LOG, at most 4096 bytes)
     training.finish()                       # or: training.fail("DatasetUnreadable", "why")
 
 Success: {"metrics": {last epoch's metrics}, "artifact": {uri, digest, size, format},
-"signatureUri": …, "profileUri": …}. Failure: {"error": {"reason": R, "message": …}} and exit code 1.
+"signatureUri": …, "profileUri": …, "artifacts": [every format written, when more than one]}.
+Failure: {"error": {"reason": R, "message": …}} and exit code 1.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | None, uris: Mapping[str, str]) -> str:
+def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | None, uris: Mapping[str, Any]) -> str:
     """The success termination message. status.metrics maps names to numbers, so only finite numbers are
     kept, at most MAX_METRICS, and fewer if the document would not fit in MESSAGE_LIMIT bytes;
     `metricsTruncated` says that some were left out."""
@@ -116,7 +117,7 @@ class Reporter:
         self.writes_termination_log = writes_termination_log
         self.metrics: list[dict[str, Any]] = []
         self.artifact: dict[str, Any] | None = None
-        self.uris: dict[str, str] = {}
+        self.uris: dict[str, Any] = {}
         self._env: Mapping[str, str] = os.environ
 
     @classmethod
@@ -162,9 +163,12 @@ class Reporter:
         signature_uri: str | None = None,
         profile_uri: str | None = None,
         dataset_digest: str | None = None,
+        artifacts: list[Mapping[str, Any]] | None = None,
     ) -> None:
         """The trained model; `digest` is "sha256:<hex>" (a bare hex digest gets the prefix).
-        `dataset_digest` is the sha256 of the data it was trained on, for the registry's lineage."""
+        `dataset_digest` is the sha256 of the data it was trained on, for the registry's lineage.
+        `artifacts` lists every format written ({uri, digest, size, format}, this one first), so that a
+        server can pick the one its backend loads."""
         if not digest.startswith("sha256:"):
             digest = f"sha256:{digest}"
         self.artifact = {"uri": uri, "digest": digest, "size": int(size), "format": format}
@@ -174,6 +178,8 @@ class Reporter:
             self.uris["profileUri"] = profile_uri
         if dataset_digest:
             self.uris["datasetDigest"] = dataset_digest
+        if artifacts:
+            self.uris["artifacts"] = [dict(a) for a in artifacts]
 
     def finish(self) -> None:
         """Write the success termination message (the last epoch's metrics and the artifact)."""
@@ -220,9 +226,10 @@ def report_artifact(
     signature_uri: str | None = None,
     profile_uri: str | None = None,
     dataset_digest: str | None = None,
+    artifacts: list[Mapping[str, Any]] | None = None,
 ) -> None:
     reporter().report_artifact(uri, digest, size, format, signature_uri=signature_uri, profile_uri=profile_uri,
-                               dataset_digest=dataset_digest)
+                               dataset_digest=dataset_digest, artifacts=artifacts)
 
 
 def fail(reason: str, message: str) -> NoReturn:

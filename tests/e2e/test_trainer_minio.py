@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from dataset_formats import as_format
 from mlcycle.clients import s3
 from mlcycle.localdev.net import free_port
+from mlcycle.modelversion import onnx
 
 pytestmark = pytest.mark.e2e
 
@@ -209,3 +211,26 @@ def test_s3_helpers_stream_and_classify_errors_against_minio(minio, bucket, tmp_
     wrong = s3.client(s3.S3Config.create(minio.endpoint, minio.access_key, "wrong-secret-key"))
     with pytest.raises(s3.StorageAuthFailed, match="SignatureDoesNotMatch"):
         s3.object_digest(wrong, bucket, "big/artifact.bin")
+
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl"])
+def test_columnar_datasets_train_from_a_prefix_and_export_every_format(minio, bucket, tmp_path, fmt):
+    lines = blobs_csv().decode().splitlines(keepends=True)
+    put(minio, bucket, f"{fmt}/a.{fmt}", as_format("".join(lines[:201]).encode(), fmt))
+    put(minio, bucket, f"{fmt}/b.{fmt}", as_format("".join(lines[:1] + lines[201:]).encode(), fmt))
+    output = f"s3://{bucket}/runs/{fmt}"
+    log = tmp_path / "termination-log"
+    trainer = {**TRAINER, "exportFormats": ["torchscript", "onnx"]}
+    result = run_train(train_env(minio, log, f"s3://{bucket}/{fmt}/", output, trainer, MLCYCLE_DATASET_FORMAT=fmt))
+    assert result.returncode == 0, result.stdout + result.stderr
+    message = json.loads(log.read_text())
+    assert_trained(minio, message, output)
+    assert [a["format"] for a in message["artifacts"]] == ["torchscript", "onnx"]
+    assert message["artifacts"][0] == message["artifact"]
+    onnx_artifact = message["artifacts"][1]
+    assert onnx_artifact["uri"] == f"{output}/model.onnx"
+    blob = read(minio, onnx_artifact["uri"])
+    assert onnx_artifact["digest"] == f"sha256:{hashlib.sha256(blob).hexdigest()}"
+    graph = onnx.read_graph(io.BytesIO(blob), len(blob))
+    assert [i["name"] for i in graph["inputs"]] == ["INPUT__0"] and graph["inputs"][0]["shape"] == [None, 2]

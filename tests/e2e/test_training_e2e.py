@@ -11,6 +11,7 @@ import json
 import pytest
 import yaml
 
+from dataset_formats import as_format
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
 from waiting import Recorder, wait_for
@@ -135,3 +136,39 @@ def test_registration_takes_the_next_free_name_when_its_version_name_is_taken(
     mv = get_json(cluster, "modelversion", "race-v2", "-n", namespace)
     assert mv["spec"]["modelName"] == "race" and mv["spec"]["version"] == 2
     assert mv["metadata"]["labels"]["mlcycle.io/trainingjob"] == "race"
+
+
+
+@pytest.mark.parametrize(("fmt", "formats"), [("parquet", ["onnx"]), ("jsonl", ["torchscript", "onnx"])])
+def test_columnar_datasets_train_and_register_the_first_export_format(
+        cluster, crds, operator, local_runtime, minio, namespace, fmt, formats):
+    for bucket in ("datasets", "models"):
+        minio.make_bucket(bucket)
+    data = as_format(iris_like_csv(rows_per_class=100), fmt)
+    minio.client().put_object("datasets", f"iris-{fmt}/part-0.{fmt}", io.BytesIO(data), len(data))
+    name = f"iris-{fmt}"
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    tj = training_job(name, namespace, "s3", epochs=15, node_selector=RUNTIME_LABEL, model=name)
+    tj["spec"]["dataset"] = {"uri": f"s3://datasets/iris-{fmt}/", "format": fmt}
+    tj["spec"]["trainer"]["exportFormats"] = formats
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+
+    tj = wait_for(lambda: finished(cluster, name, namespace), f"{name} to finish", timeout=600)
+    status = tj["status"]
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["metrics"]["val_accuracy"] >= 0.8
+    first = {"onnx": "model.onnx", "torchscript": "model.pt"}[formats[0]]
+    assert status["artifact"]["uri"].endswith(f"/{first}")
+    run = status["artifact"]["uri"].rsplit("/", 1)[0].removeprefix("s3://models/")
+    written = {o.object_name.rsplit("/", 1)[-1] for o in minio.client().list_objects("models", f"{run}/")}
+    assert {"model.onnx", "signature.json"} <= written and ("model.pt" in written) == ("torchscript" in formats)
+
+    mv = wait_for(lambda: (m := get_json(cluster, "modelversion", status["modelVersionRef"]["name"], "-n", namespace))
+                  and (m.get("status") or {}).get("phase") in ("Ready", "Rejected", "Failed") and m,
+                  what="the ModelVersion to be verified", timeout=180)
+    assert mv["spec"]["artifact"]["format"] == formats[0]
+    assert mv["status"]["phase"] == "Ready", mv["status"].get("message")
+    assert mv["status"]["verifiedDigest"] == status["artifact"]["digest"]
+    verified = next(c for c in mv["status"]["conditions"] if c["type"] == "ArtifactVerified")
+    assert ("ONNX parses" in verified["message"]) == (formats[0] == "onnx"), verified["message"]

@@ -144,6 +144,7 @@ def test_defaults_are_filled_in_by_the_apiserver(kubectl, ns):
     hyper = spec["trainer"]["hyperparameters"]
     assert hyper == {"epochs": 10, "batchSize": 64, "learningRate": 0.001, "seed": 42, "validationSplit": 0.2}
     assert spec["dataset"]["format"] == "csv"
+    assert (spec["trainer"]["exportFormats"], spec["trainer"]["precision"]) == (["torchscript"], "fp32")
 
 
 TJ, MV, ISVC = TRAINING_JOB, MODEL_VERSION, INFERENCE_SERVICE
@@ -176,6 +177,22 @@ INVALID = {
     "tj-validation-split-one": (
         edited(TJ, spec__trainer__hyperparameters={"validationSplit": 1}),
         ["spec.trainer.hyperparameters.validationSplit"],
+    ),
+    "tj-validation-split-zero": (
+        edited(TJ, spec__trainer__hyperparameters={"validationSplit": 0}),
+        ["spec.trainer.hyperparameters.validationSplit"],
+    ),
+    "tj-export-format-twice": (
+        edited(TJ, spec__trainer__exportFormats=["onnx", "onnx"]),
+        ["spec.trainer.exportFormats"],
+    ),
+    "tj-unknown-export-format": (
+        edited(TJ, spec__trainer__exportFormats=["savedmodel"]),
+        ["spec.trainer.exportFormats"],
+    ),
+    "tj-label-is-a-feature": (
+        edited(TJ, spec__trainer__features=["x", "label"]),
+        ["spec.trainer.features"],
     ),
     "tj-dropout-above-one": (edited(TJ, spec__trainer__model={"dropout": 1.5}), ["spec.trainer.model.dropout"]),
     "tj-negative-backoff": (edited(TJ, spec__runPolicy={"backoffLimit": -1}), ["spec.runPolicy.backoffLimit"]),

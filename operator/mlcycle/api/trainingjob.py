@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from .base import (
     API_VERSION,
@@ -27,6 +27,7 @@ from .base import (
     Storage,
     Tolerations,
     immutable,
+    list_type,
     rule,
     validations,
 )
@@ -66,12 +67,27 @@ class Hyperparameters(ApiModel):
     learning_rate: float = Field(0.001, gt=0, description="Adam learning rate.")
     seed: int = Field(42, description="Random seed for the split, initialisation and shuffling.")
     validation_split: float = Field(
-        0.2, ge=0, lt=1, description="Fraction of the rows held out for validation metrics."
+        0.2, gt=0, lt=1, description="Fraction of the rows held out for validation metrics (at least one row)."
     )
+
+
+# What the built-in trainer can export; each is a format ModelVersion verification checks.
+ExportFormat = Literal["torchscript", "onnx"]
+DEFAULT_EXPORT_FORMATS: list[ExportFormat] = ["torchscript"]
 
 
 class Trainer(ApiModel):
     """Configuration of the built-in trainer, used when `command` is not set."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!has(self.features) || !(self.labelColumn in self.features)",
+                "spec.trainer.features must not include the label column",
+                ".features",
+            )
+        )
+    )
 
     task: Literal["classification", "regression"] = Field(description="What the model predicts.")
     label_column: ShortString = Field(min_length=1, description="Column that holds the target.")
@@ -80,6 +96,36 @@ class Trainer(ApiModel):
     )
     model: TrainerModel = Field(default_factory=TrainerModel, description="The network.")
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Optimisation.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description=(
+            "Arithmetic of the forward pass: bf16 trains under bfloat16 autocast (on GPUs that support it; "
+            "others fall back to fp32). The exported model is float32 either way."
+        ),
+    )
+    export_formats: list[ExportFormat] = Field(
+        DEFAULT_EXPORT_FORMATS,  # pydantic copies a mutable default for each instance
+        min_length=1,
+        max_length=2,
+        json_schema_extra=list_type("set"),
+        description=(
+            "Artifact formats to write next to each other (model.pt, model.onnx), with the same signature; "
+            "the first is the artifact the job reports and registers."
+        ),
+    )
+
+    @field_validator("export_formats")
+    @classmethod
+    def _unique_formats(cls, formats: list[str]) -> list[str]:
+        if len(set(formats)) != len(formats):
+            raise ValueError(f"exportFormats lists a format twice: {formats}")
+        return formats
+
+    @model_validator(mode="after")
+    def _label_is_not_a_feature(self) -> Trainer:
+        if self.features and self.label_column in self.features:
+            raise ValueError(f"features must not include the label column {self.label_column!r}")
+        return self
 
 
 class Dataset(ApiModel):
@@ -125,7 +171,10 @@ class RegisterModel(ApiModel):
     validation: Validation | None = Field(None, description="Gates the new version must pass to get its aliases.")
     format: ArtifactFormat = Field(
         "torchscript",
-        description="Format of the artifact the job writes; the built-in trainer writes torchscript.",
+        description=(
+            "Format of the artifact a user image writes; with the built-in trainer the first of "
+            "spec.trainer.exportFormats is registered instead."
+        ),
     )
 
 

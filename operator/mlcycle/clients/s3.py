@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import BinaryIO
 
 import minio
 import urllib3
@@ -168,6 +169,18 @@ def read_bytes(client: minio.Minio, bucket: str, key: str) -> bytes:
         response = client.get_object(bucket, key)
         try:
             return response.read()
+        finally:
+            response.close()
+            response.release_conn()
+
+
+@contextlib.contextmanager
+def open_object(client: minio.Minio, bucket: str, key: str) -> Iterator[BinaryIO]:
+    """The object as a stream, read as it arrives: memory stays small whatever its size."""
+    with storage_errors(s3_uri(bucket, key)):
+        response = client.get_object(bucket, key)
+        try:
+            yield response
         finally:
             response.close()
             response.release_conn()

@@ -52,6 +52,11 @@ def signature_uri(artifact_uri: str) -> str:
 def profile_uri(artifact_uri: str) -> str:
     """The trainer writes reference_profile.json (what drift checks compare with) next to the model file."""
     return artifact_uri.rsplit("/", 1)[0] + "/reference_profile.json"
+def registered_format(spec: TrainingJobSpec) -> str:
+    """The built-in trainer reports the first of its export formats; a user image, registerModel.format."""
+    if spec.trainer is not None and not spec.command:
+        return spec.trainer.export_formats[0]
+    return spec.register_model.format
 
 
 def desired_model_version(tj_name: str, namespace: str, uid: str, spec: TrainingJobSpec, status: dict,
@@ -61,7 +66,7 @@ def desired_model_version(tj_name: str, namespace: str, uid: str, spec: Training
     mv_spec: dict = {
         "modelName": reg.name,
         "version": version,
-        "artifact": {"uri": artifact["uri"], "format": reg.format}
+        "artifact": {"uri": artifact["uri"], "format": registered_format(spec)}
         | ({"digest": artifact["digest"]} if artifact.get("digest") else {}),
         "source": {
             "trainingJob": tj_name,

@@ -48,9 +48,10 @@ def reference_profile(
     sample_size: int = DEFAULT_SAMPLE_SIZE,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The profile of a [rows, features] matrix. `labels` (class names when `classes` is given, else
-    numbers) is profiled too, so drift in the target or in predictions can be checked the same way."""
-    features = np.asarray(features, dtype=np.float64)
+    """The profile of a [rows, features] matrix. `labels` (class names or their indices in `classes` when
+    `classes` is given, else numbers) is profiled too, so drift in the target or in predictions can be
+    checked the same way. Columns are converted to float64 one at a time: the matrix may be large."""
+    features = np.asarray(features)
     rows, n = features.shape
     if n != len(feature_names):
         raise ValueError(f"{n} feature columns but {len(feature_names)} names")
@@ -60,12 +61,16 @@ def reference_profile(
         "version": PROFILE_VERSION,
         "rows": rows,
         "features": {name: numeric_profile(features[:, i]) for i, name in enumerate(feature_names)},
-        "sample": {"columns": list(feature_names), "rows": features[sample].tolist()},
+        "sample": {"columns": list(feature_names), "rows": features[sample].astype(np.float64).tolist()},
     }
     if labels is not None:
         if classes is not None:
-            label_array = np.asarray(labels).astype(str)
-            counts = [int((label_array == c).sum()) for c in classes]
+            label_array = np.asarray(labels)
+            if np.issubdtype(label_array.dtype, np.integer):
+                counts = [int(c) for c in np.bincount(label_array, minlength=len(classes))]
+            else:
+                label_array = label_array.astype(str)
+                counts = [int((label_array == c).sum()) for c in classes]
             profile["label"] = {"classes": list(classes), "counts": counts}
         else:
             profile["label"] = numeric_profile(np.asarray(labels, dtype=np.float64))

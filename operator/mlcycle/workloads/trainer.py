@@ -1,9 +1,10 @@
 """`mlcycle train`: the built-in PyTorch trainer that runs inside a TrainingJob's pods.
 
 It reads its job from the environment (MLCYCLE_TRAINER, MLCYCLE_DATASET_*, MLCYCLE_OUTPUT_URI, the S3
-settings), trains an MLP on a CSV dataset, and writes model.pt (TorchScript), signature.json,
-reference_profile.json and metrics.jsonl under the output URI. The pod's termination message tells the
-operator the outcome (see mlcycle.training).
+settings), trains an MLP on a CSV, Parquet or JSONL dataset, and writes the model (model.pt, TorchScript,
+and/or model.onnx, as spec.trainer.exportFormats asks), signature.json, reference_profile.json and
+metrics.jsonl under the output URI. The pod's termination message tells the operator the outcome (see
+mlcycle.training).
 
 Distributed training uses torchrun's own environment (PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK,
 PET_MASTER_ADDR, PET_MASTER_PORT): with more than one process in total, `mlcycle train` starts torch's
@@ -18,198 +19,63 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from pydantic import ValidationError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from mlcycle import training
+from mlcycle.api.trainingjob import Trainer
 from mlcycle.clients import s3
 from mlcycle.training import TrainingFailed
 from mlcycle.workloads import profile
-from mlcycle.workloads.dataset import Table, load_table
-from mlcycle.workloads.model import ServingModel, build_mlp, torchscript_bytes
+from mlcycle.workloads.dataset import Examples, load_examples
+from mlcycle.workloads.model import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    FeatureEncoder,
+    ServingModel,
+    build_mlp,
+    onnx_bytes,
+    torchscript_bytes,
+)
 
-TASKS = ("classification", "regression")
 _EVAL_BATCH = 4096
+_STATS_CHUNK = 1 << 16
+# The share of free GPU memory the data set may take and still be moved there whole; the rest is for the
+# model, its activations and the optimizer.
+_RESIDENT_FRACTION = 0.5
 _DIST_TIMEOUT = timedelta(minutes=30)
 
 
 # --- configuration -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrainerConfig:
-    """spec.trainer of a TrainingJob; missing (or null) keys take these defaults."""
-
-    task: str
-    label_column: str
-    features: tuple[str, ...] | None = None
-    hidden_layers: tuple[int, ...] = (64, 64)
-    dropout: float = 0.0
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 0.001
-    seed: int = 42
-    validation_split: float = 0.2
-
-    @classmethod
-    def from_spec(cls, spec: Any) -> TrainerConfig:
-        """Validated config from the spec's JSON form; every problem raises InvalidConfig."""
-        top = _section(spec, "spec.trainer", {"task", "labelColumn", "features", "model", "hyperparameters"})
-        model = _section(top.get("model") or {}, "model", {"hiddenLayers", "dropout"})
-        hyper = _section(
-            top.get("hyperparameters") or {},
-            "hyperparameters",
-            {"epochs", "batchSize", "learningRate", "seed", "validationSplit"},
-        )
-        task = top.get("task")
-        if task not in TASKS:
-            _invalid(f"task must be one of {', '.join(TASKS)}, not {task!r}")
-        label = top.get("labelColumn")
-        if not isinstance(label, str) or not label:
-            _invalid("labelColumn must be a non-empty string")
-        features = top.get("features")
-        if features is not None:
-            if not isinstance(features, list) or not features or not all(isinstance(f, str) for f in features):
-                _invalid("features must be a non-empty list of column names")
-            if label in features:
-                _invalid(f"features must not include the label column {label!r}")
-            features = tuple(features)
-        defaults = cls(task, label)
-        hidden = model.get("hiddenLayers", defaults.hidden_layers)
-        hidden = defaults.hidden_layers if hidden is None else hidden
-        if not isinstance(hidden, list | tuple) or not all(_is_int(h) and h > 0 for h in hidden):
-            _invalid(f"model.hiddenLayers must be a list of positive integers, not {hidden!r}")
-        config = cls(
-            task=task,
-            label_column=label,
-            features=features,
-            hidden_layers=tuple(hidden),
-            dropout=_number(model, "dropout", defaults.dropout, "model"),
-            epochs=_number(hyper, "epochs", defaults.epochs, "hyperparameters", integer=True),
-            batch_size=_number(hyper, "batchSize", defaults.batch_size, "hyperparameters", integer=True),
-            learning_rate=_number(hyper, "learningRate", defaults.learning_rate, "hyperparameters"),
-            seed=_number(hyper, "seed", defaults.seed, "hyperparameters", integer=True),
-            validation_split=_number(hyper, "validationSplit", defaults.validation_split, "hyperparameters"),
-        )
-        if not 0 <= config.dropout < 1:
-            _invalid(f"model.dropout must be in [0, 1), not {config.dropout}")
-        if config.epochs < 1 or config.batch_size < 1:
-            _invalid("hyperparameters.epochs and hyperparameters.batchSize must be at least 1")
-        if config.learning_rate <= 0:
-            _invalid(f"hyperparameters.learningRate must be positive, not {config.learning_rate}")
-        if not 0 < config.validation_split < 1:
-            _invalid(f"hyperparameters.validationSplit must be in (0, 1), not {config.validation_split}")
-        return config
+def trainer_config(spec: Any) -> Trainer:
+    """spec.trainer, validated by the API's own model: the rules and defaults the apiserver applies."""
+    try:
+        return Trainer.model_validate(spec)
+    except ValidationError as e:
+        problems = [f"{'.'.join(map(str, err['loc'])) or '(top)'}: {err['msg']}" for err in e.errors()]
+        _invalid(f"spec.trainer is invalid: {'; '.join(problems)}")
 
 
-def _invalid(message: str):
+def _invalid(message: str) -> NoReturn:
     raise TrainingFailed(training.INVALID_CONFIG, message)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _section(value: Any, where: str, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        _invalid(f"{where} must be an object, not {type(value).__name__}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        _invalid(f"{where} has unknown keys {unknown} (known: {sorted(allowed)})")
-    return value
-
-
-def _number(section: dict[str, Any], key: str, default: Any, where: str, integer: bool = False) -> Any:
-    value = section.get(key)
-    if value is None:
-        return default
-    if integer and not _is_int(value):
-        _invalid(f"{where}.{key} must be an integer, not {value!r}")
-    if not integer and (isinstance(value, bool) or not isinstance(value, int | float)):
-        _invalid(f"{where}.{key} must be a number, not {value!r}")
-    return value if integer else float(value)
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Examples:
-    """The dataset as model inputs: raw features [rows, n] and targets (class index or value)."""
-
-    features: np.ndarray  # float32
-    targets: np.ndarray  # int64 class indices (classification) or float32 values (regression)
-    feature_names: list[str]
-    classes: list[str] | None  # class labels in output order (classification)
-
-
-def _class_order(labels: set[str]) -> list[str]:
-    """Numeric labels sort as numbers ("2" before "10"), others as text."""
-    try:
-        return sorted(labels, key=float)
-    except ValueError:
-        return sorted(labels)
-
-
-def _column_values(table: Table, column: str, index: int) -> np.ndarray:
-    try:
-        return np.array([row[index] for row in table.rows], dtype=np.float32)
-    except ValueError:
-        for line, row in enumerate(table.rows, start=2):
-            try:
-                float(row[index])
-            except ValueError:
-                raise TrainingFailed(
-                    training.DATASET_UNREADABLE,
-                    f"column {column!r}, data row {line - 1}: {row[index]!r} is not a number",
-                ) from None
-        raise
-
-
-def examples_from_table(table: Table, config: TrainerConfig) -> Examples:
-    columns = table.columns
-    if config.label_column not in columns:
-        raise TrainingFailed(
-            training.LABEL_COLUMN_MISSING,
-            f"label column {config.label_column!r} is not in the dataset (columns: {columns})",
-        )
-    names = list(config.features) if config.features else [c for c in columns if c != config.label_column]
-    missing = [n for n in names if n not in columns]
-    if missing:
-        _invalid(f"feature columns {missing} are not in the dataset (columns: {columns})")
-    if not names:
-        raise TrainingFailed(training.DATASET_UNREADABLE, "the dataset has no feature columns besides the label")
-    if len(table.rows) < 2:
-        raise TrainingFailed(training.DATASET_UNREADABLE, f"the dataset has {len(table.rows)} rows; need at least 2")
-    features = np.stack([_column_values(table, n, columns.index(n)) for n in names], axis=1)
-    if not np.isfinite(features).all():
-        raise TrainingFailed(training.DATASET_UNREADABLE, "the feature columns contain NaN or infinite values")
-    label_index = columns.index(config.label_column)
-    if config.task == "regression":
-        return Examples(features, _column_values(table, config.label_column, label_index), names, None)
-    labels = [row[label_index].strip() for row in table.rows]
-    if "" in labels:
-        line = labels.index("") + 1
-        raise TrainingFailed(
-            training.DATASET_UNREADABLE, f"label column {config.label_column!r}, data row {line}: empty label"
-        )
-    classes = _class_order(set(labels))
-    if len(classes) < 2:
-        raise TrainingFailed(
-            training.DATASET_UNREADABLE,
-            f"label column {config.label_column!r} has only the class(es) {classes}; classification needs 2+",
-        )
-    index = {c: i for i, c in enumerate(classes)}
-    return Examples(features, np.array([index[label] for label in labels], dtype=np.int64), names, classes)
+def load(source: str, config: Trainer, **kwargs: Any) -> Examples:
+    """The examples `config` trains on, from the dataset at `source` (see dataset.load_examples)."""
+    return load_examples(source, label=config.label_column, features=config.features,
+                         label_as_text=config.task == "classification", **kwargs)
 
 
 def split_indices(rows: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,37 +94,90 @@ class Trained:
     history: list[dict[str, float]]
 
 
-def _sum_across_ranks(values: list[float], device: torch.device) -> list[float]:
-    if not (dist.is_available() and dist.is_initialized()):
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return tensor.tolist()
+def column_stats(x: torch.Tensor, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation (1 where it is 0) of each column over `rows`, in float64 and a chunk of
+    rows at a time, so that no copy of the training rows is made."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    for start in range(0, len(rows), _STATS_CHUNK):
+        chunk = x[torch.from_numpy(rows[start : start + _STATS_CHUNK])].double()
+        total += chunk.sum(dim=0)
+        squares += (chunk * chunk).sum(dim=0)
+    mean = total / len(rows)
+    std = (squares / len(rows) - mean * mean).clamp(min=0).sqrt()
+    return mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
-def _evaluate(net: nn.Module, x: torch.Tensor, y: torch.Tensor, classification: bool, target_std: float) -> list[float]:
-    """Sums over (x, y): [loss, rows, correct] or [loss, rows, squared error, absolute error] (in the
-    target's units), so that shards can be added up across ranks."""
-    net.eval()
-    sums = [0.0, 0.0, 0.0] if classification else [0.0, 0.0, 0.0, 0.0]
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether the data set can live on the device for the whole run (always, for the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= free * _RESIDENT_FRACTION
+
+
+def _rows(t: torch.Tensor, index: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """t[index] on `device`: a gather where the data lives, then (when it lives on the host) a copy from
+    pinned memory that overlaps with the device's work."""
+    rows = t.index_select(0, index)
+    if rows.device == device:
+        return rows
+    return rows.pin_memory().to(device, non_blocking=True)
+
+
+def _shard(train_rows: torch.Tensor, seed: int, epoch: int, rank: int, world_size: int) -> torch.Tensor:
+    """This rank's rows for the epoch, shuffled where they live: a seeded permutation of all training rows,
+    padded by wrapping around (like DistributedSampler) so that every rank takes the same number of steps."""
+    generator = torch.Generator(device=train_rows.device)
+    generator.manual_seed(seed + epoch)
+    order = torch.randperm(len(train_rows), generator=generator, device=train_rows.device)
+    total = -(-len(order) // world_size) * world_size
+    if total > len(order):
+        order = torch.cat([order, order[: total - len(order)]])
+    return train_rows[order[rank:total:world_size]]
+
+
+def _sum_across_ranks(sums: torch.Tensor) -> list[float]:
+    """The one host read of an epoch: the sums of every rank, added up."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(sums)
+    return sums.tolist()
+
+
+def _evaluate(network: nn.Module, x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor, device: torch.device,
+              classification: bool, target_std: float) -> torch.Tensor:
+    """Sums over `rows`, on the device: [loss, rows, correct] or [loss, rows, squared error, absolute error]
+    (in the target's units), so that shards can be added up across ranks."""
+    network.eval()
+    sums = torch.zeros(3 if classification else 4, dtype=torch.float64, device=device)
     with torch.no_grad():
-        for start in range(0, len(x), _EVAL_BATCH):
-            xb, yb = x[start : start + _EVAL_BATCH], y[start : start + _EVAL_BATCH]
-            out = net(xb)
-            sums[1] += len(xb)
+        for start in range(0, len(rows), _EVAL_BATCH):
+            index = rows[start : start + _EVAL_BATCH]
+            xb, yb = _rows(x, index, device), _rows(y, index, device)
+            out = network(xb).float()
+            sums[1] += len(index)
             if classification:
-                sums[0] += nn.functional.cross_entropy(out, yb, reduction="sum").item()
-                sums[2] += (out.argmax(dim=1) == yb).sum().item()
+                sums[0] += nn.functional.cross_entropy(out, yb, reduction="sum")
+                sums[2] += (out.argmax(dim=1) == yb).sum()
             else:
-                sums[0] += nn.functional.mse_loss(out, yb, reduction="sum").item()
+                sums[0] += nn.functional.mse_loss(out, yb, reduction="sum")
                 err = (out - yb) * target_std
-                sums[2] += (err**2).sum().item()
-                sums[3] += err.abs().sum().item()
+                sums[2] += (err**2).sum()
+                sums[3] += err.abs().sum()
     return sums
 
 
+def _bf16(config: Trainer, device: torch.device) -> bool:
+    if config.precision != "bf16":
+        return False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        print(f"precision bf16: {torch.cuda.get_device_name(device)} has no bfloat16; training in fp32", flush=True)
+        return False
+    return True
+
+
 def train(
-    config: TrainerConfig,
+    config: Trainer,
     examples: Examples,
     *,
     device: torch.device | None = None,
@@ -267,57 +186,69 @@ def train(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Trained:
     """Train on `examples` (every rank passes the same examples and trains on its shard). Same seed and
-    data give the same model and metrics. `on_epoch(epoch, metrics)` sees the metrics summed over ranks."""
+    data give the same model and metrics. `on_epoch(epoch, metrics)` sees the metrics summed over ranks.
+
+    The data set moves to the device once (when it fits; otherwise batches are gathered on the host and
+    copied from pinned memory), is shuffled there by index, and standardised inside the model; the loss is
+    summed on the device and read once per epoch."""
     device = device or torch.device("cpu")
+    hyper = config.hyperparameters
     classification = config.task == "classification"
-    torch.manual_seed(config.seed)
-    train_idx, val_idx = split_indices(len(examples.features), config.validation_split, config.seed)
+    torch.manual_seed(hyper.seed)
+    train_idx, val_idx = split_indices(len(examples.features), hyper.validation_split, hyper.seed)
 
     x = torch.from_numpy(examples.features)
-    mean = x[train_idx].mean(dim=0)
-    std = x[train_idx].std(dim=0, unbiased=False)
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    x = (x - mean) / std
+    mean, std = column_stats(x, train_idx)
     if classification:
         y = torch.from_numpy(examples.targets)
         n_outputs, target_mean, target_std = len(examples.classes or ()), 0.0, 1.0
         loss_fn: nn.Module = nn.CrossEntropyLoss()
     else:
-        raw = torch.from_numpy(examples.targets).float().unsqueeze(1)
-        target_mean = float(raw[train_idx].mean())
-        target_std = float(raw[train_idx].std(unbiased=False)) or 1.0
-        y = (raw - target_mean) / target_std
+        raw = torch.from_numpy(examples.targets)
+        target_mean = float(raw[train_idx].double().mean())
+        target_std = float(raw[train_idx].double().std(unbiased=False)) or 1.0
+        y = ((raw - target_mean) / target_std).unsqueeze(1)
         n_outputs = 1
         loss_fn = nn.MSELoss()
 
-    net = build_mlp(x.shape[1], n_outputs, config.hidden_layers, config.dropout).to(device)
+    categorical = {examples.feature_names.index(n): len(v) for n, v in examples.categories.items()}
+    encoder = FeatureEncoder(mean, std, categorical)
+    network = nn.Sequential(encoder, build_mlp(encoder.width, n_outputs, config.model.hidden_layers,
+                                               config.model.dropout)).to(device)
     distributed = dist.is_available() and dist.is_initialized()
     model = (
-        DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None)
+        # The encoder's buffers are the same on every rank (same data, same statistics): nothing to broadcast.
+        DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None,
+                                broadcast_buffers=False)
         if distributed
-        else net
+        else network
     )
-    train_set = TensorDataset(x[train_idx], y[train_idx])
-    sampler = DistributedSampler(train_set, num_replicas=world_size, rank=rank, shuffle=True, seed=config.seed)
-    loader = DataLoader(train_set, batch_size=config.batch_size, sampler=sampler)
+    home = device if _fits_on(device, x.nbytes + y.nbytes) else torch.device("cpu")
+    x, y = x.to(home), y.to(home)
+    train_rows = torch.from_numpy(train_idx).to(home)
     # Each rank evaluates every world_size-th validation row; the sums are added across ranks.
-    x_val, y_val = x[val_idx][rank::world_size].to(device), y[val_idx][rank::world_size].to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    val_rows = torch.from_numpy(val_idx[rank::world_size]).to(home)
+    # One fused kernel per step on the GPU instead of one per parameter tensor.
+    optimizer = torch.optim.Adam(model.parameters(), lr=hyper.learning_rate, fused=device.type == "cuda")
+    bf16 = _bf16(config, device)
 
     history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        sampler.set_epoch(epoch)
+    for epoch in range(1, hyper.epochs + 1):
         model.train()
-        loss_sum, rows = 0.0, 0
-        for xb, yb in loader:
-            xb, yb = xb.to(device), yb.to(device)
-            optimizer.zero_grad()
-            loss = loss_fn(model(xb), yb)
+        order = _shard(train_rows, hyper.seed, epoch, rank, world_size)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        for start in range(0, len(order), hyper.batch_size):
+            index = order[start : start + hyper.batch_size]
+            xb, yb = _rows(x, index, device), _rows(y, index, device)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(model(xb), yb)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item() * len(xb)
-            rows += len(xb)
-        sums = _sum_across_ranks([loss_sum, rows, *_evaluate(net, x_val, y_val, classification, target_std)], device)
+            loss_sum += loss.detach() * len(index)
+        rows = torch.tensor([float(len(order))], dtype=torch.float64, device=device)
+        evaluated = _evaluate(network, x, y, val_rows, device, classification, target_std)
+        sums = _sum_across_ranks(torch.cat([loss_sum.reshape(1), rows, evaluated]))
         metrics = {"train_loss": sums[0] / sums[1], "val_loss": sums[2] / sums[3]}
         if classification:
             metrics["val_accuracy"] = sums[4] / sums[3]
@@ -328,35 +259,47 @@ def train(
         if on_epoch:
             on_epoch(epoch, metrics)
 
-    serving = ServingModel(net.cpu(), mean, std, classification, target_mean, target_std)
+    serving = ServingModel(network.cpu(), classification, target_mean, target_std)
     return Trained(serving.eval(), history)
 
 
 # --- outputs -------------------------------------------------------------------------------------
 
+# Each export format's file name and writer; every file has the same signature (see model.py).
+ARTIFACT_FILES = {"torchscript": "model.pt", "onnx": "model.onnx"}
+
+
+def export(model: ServingModel, fmt: str, n_features: int) -> bytes:
+    return torchscript_bytes(model) if fmt == "torchscript" else onnx_bytes(model, n_features)
+
 
 def signature(examples: Examples, task: str) -> dict[str, Any]:
+    """Inputs and outputs, and how to form the input row: categorical features carry the index of their
+    value in `categories[name]`, which the model one-hot encodes."""
     n_outputs = len(examples.classes) if examples.classes else 1
     doc: dict[str, Any] = {
-        "inputs": [{"name": "INPUT__0", "dtype": "FP32", "shape": [-1, len(examples.feature_names)]}],
-        "outputs": [{"name": "OUTPUT__0", "dtype": "FP32", "shape": [-1, n_outputs]}],
+        "inputs": [{"name": INPUT_NAME, "dtype": "FP32", "shape": [-1, len(examples.feature_names)]}],
+        "outputs": [{"name": OUTPUT_NAME, "dtype": "FP32", "shape": [-1, n_outputs]}],
         "featureNames": list(examples.feature_names),
         "task": task,
     }
     if examples.classes:
         doc["classes"] = list(examples.classes)
+    if examples.categories:
+        doc["categories"] = {name: list(values) for name, values in examples.categories.items()}
+        doc["categoryEncoding"] = "one-hot"
     return doc
 
 
 def examples_profile(examples: Examples, seed: int) -> dict[str, Any]:
-    labels = np.asarray(examples.classes)[examples.targets] if examples.classes else examples.targets
     return profile.reference_profile(
-        examples.features, examples.feature_names, labels=labels, classes=examples.classes, seed=seed
+        examples.features, examples.feature_names, labels=examples.targets, classes=examples.classes, seed=seed
     )
 
 
-def write_outputs(storage, output_uri: str, trained: Trained, examples: Examples, config: TrainerConfig) -> dict:
-    """Upload model.pt, signature.json and reference_profile.json; the artifact fields for the message."""
+def write_outputs(storage, output_uri: str, trained: Trained, examples: Examples, config: Trainer) -> list[dict]:
+    """Upload signature.json, reference_profile.json and the model in each export format; the artifact
+    fields for the message, one per format in the order of config.export_formats."""
     bucket, prefix = s3.parse_s3_uri(output_uri)
 
     def put(name: str, data: bytes, content_type: str) -> tuple[str, str, int]:
@@ -366,17 +309,17 @@ def write_outputs(storage, output_uri: str, trained: Trained, examples: Examples
 
     signature_uri, _, _ = put("signature.json", _json_bytes(signature(examples, config.task)), "application/json")
     profile_uri, _, _ = put(
-        "reference_profile.json", _json_bytes(examples_profile(examples, config.seed)), "application/json"
+        "reference_profile.json",
+        _json_bytes(examples_profile(examples, config.hyperparameters.seed)),
+        "application/json",
     )
-    model_uri, digest, size = put("model.pt", torchscript_bytes(trained.model), "application/octet-stream")
-    return {
-        "uri": model_uri,
-        "digest": f"sha256:{digest}",
-        "size": size,
-        "format": "torchscript",
-        "signature_uri": signature_uri,
-        "profile_uri": profile_uri,
-    }
+    artifacts = []
+    for fmt in config.export_formats:
+        data = export(trained.model, fmt, len(examples.feature_names))
+        uri, digest, size = put(ARTIFACT_FILES[fmt], data, "application/octet-stream")
+        artifacts.append({"uri": uri, "digest": f"sha256:{digest}", "size": size, "format": fmt,
+                          "signature_uri": signature_uri, "profile_uri": profile_uri})
+    return artifacts
 
 
 def _json_bytes(doc: Any) -> bytes:
@@ -411,7 +354,7 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         spec = json.loads(_required(env, "MLCYCLE_TRAINER"))
     except json.JSONDecodeError as e:
         _invalid(f"MLCYCLE_TRAINER is not valid JSON: {e}")
-    config = TrainerConfig.from_spec(spec)
+    config = trainer_config(spec)
     dataset_uri = _required(env, "MLCYCLE_DATASET_URI")
     output_uri = _required(env, "MLCYCLE_OUTPUT_URI")
     try:
@@ -426,24 +369,28 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         torch.cuda.set_device(device)  # before NCCL starts, so each rank talks from its own GPU
     if world_size > 1:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_DIST_TIMEOUT)
+    started = time.monotonic()
     try:
-        table = load_table(
+        examples = load(
             dataset_uri,
+            config,
             storage=storage,
             format=env.get("MLCYCLE_DATASET_FORMAT") or "csv",
             digest=env.get("MLCYCLE_DATASET_DIGEST") or None,
         )
-        examples = examples_from_table(table, config)
         if rank == 0:
             with s3.storage_errors(output_uri):
                 if not storage.bucket_exists(output_bucket):
                     _invalid(f"MLCYCLE_OUTPUT_URI {output_uri}: bucket {output_bucket!r} does not exist")
             classes = f", classes {examples.classes}" if examples.classes else ""
+            categorical = f", categorical {sorted(examples.categories)}" if examples.categories else ""
             print(
-                f"training {config.task} on {len(table.rows)} rows from {dataset_uri}: "
-                f"features {examples.feature_names}{classes}; device {device}, {world_size} process(es)",
+                f"training {config.task} on {len(examples.features)} rows from {dataset_uri} (read in "
+                f"{time.monotonic() - started:.1f} s): features {examples.feature_names}{categorical}{classes}; "
+                f"device {device}, {world_size} process(es)",
                 flush=True,
             )
+        started = time.monotonic()
         trained = train(
             config,
             examples,
@@ -452,21 +399,29 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
             world_size=world_size,
             on_epoch=lambda epoch, metrics: reporter.report_metrics(epoch, **metrics),
         )
-        artifact = [write_outputs(storage, output_uri, trained, examples, config) if rank == 0 else None]
-        if world_size > 1:  # every pod's termination message names the artifact
-            dist.broadcast_object_list(artifact, src=0)
-        fields = artifact[0]
+        if rank == 0:
+            print(f"trained in {time.monotonic() - started:.1f} s", flush=True)
+        started = time.monotonic()
+        artifacts = [write_outputs(storage, output_uri, trained, examples, config) if rank == 0 else None]
+        if world_size > 1:  # every pod's termination message names the artifacts
+            dist.broadcast_object_list(artifacts, src=0)
+        first = artifacts[0][0]
         reporter.report_artifact(
-            fields["uri"],
-            fields["digest"],
-            fields["size"],
-            fields["format"],
-            signature_uri=fields["signature_uri"],
-            profile_uri=fields["profile_uri"],
-            dataset_digest=table.digest,
+            first["uri"],
+            first["digest"],
+            first["size"],
+            first["format"],
+            signature_uri=first["signature_uri"],
+            profile_uri=first["profile_uri"],
+            dataset_digest=examples.digest,
+            artifacts=[{k: a[k] for k in ("uri", "digest", "size", "format")} for a in artifacts[0]]
+            if len(artifacts[0]) > 1
+            else None,
         )
         if rank == 0:
-            print(f"wrote {fields['uri']} ({fields['size']} bytes, {fields['digest']})", flush=True)
+            for a in artifacts[0]:
+                print(f"wrote {a['uri']} ({a['size']} bytes, {a['digest']})", flush=True)
+            print(f"profiled, exported and uploaded in {time.monotonic() - started:.1f} s", flush=True)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

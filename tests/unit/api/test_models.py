@@ -67,6 +67,7 @@ def test_defaults_match_the_trainer_contract():
     assert (spec.workers, spec.procs_per_worker, spec.resources.gpus) == (1, 1, 0)
     assert (spec.run_policy.backoff_limit, spec.run_policy.suspend) == (3, False)
     assert spec.dataset.format == "csv"
+    assert spec.trainer.export_formats == ["torchscript"] and spec.trainer.precision == "fp32"
 
 
 def test_wire_names_are_camel_case_and_python_names_work_too():
@@ -110,6 +111,10 @@ def test_top_level_models_know_their_api_version_and_kind():
         {"dataset": {"uri": "s3://data/x.csv", "digest": "md5:abc"}},
         {"registerModel": {"name": "Churn_Model"}},
         {"trainer": {"task": "clustering", "labelColumn": "y"}},
+        {"trainer": {"task": "regression", "labelColumn": "y", "hyperparameters": {"validationSplit": 0}}},
+        {"trainer": {"task": "regression", "labelColumn": "y", "features": ["x", "y"]}},
+        {"trainer": {"task": "regression", "labelColumn": "y", "exportFormats": ["onnx", "onnx"]}},
+        {"trainer": {"task": "regression", "labelColumn": "y", "exportFormats": ["tensorrt"]}},
         {"unknownField": 1},
     ],
     ids=lambda c: next(iter(c)),

@@ -53,3 +53,10 @@ def test_a_long_job_name_becomes_a_valid_label_value_and_stays_in_the_source():
     mv = registration.desired_model_version(long, "ns", "u", registered(), status(), 1, None)
     assert len(mv["metadata"]["labels"][keys.TRAININGJOB]) <= 63
     assert mv["spec"]["source"]["trainingJob"] == long
+def test_the_built_in_trainer_registers_its_first_export_format():
+    trainer = {"task": "classification", "labelColumn": "species", "exportFormats": ["onnx", "torchscript"]}
+    mv = registration.desired_model_version("tj", "ns", "u", registered(trainer=trainer), status(), 1, None)
+    assert mv["spec"]["artifact"]["format"] == "onnx"
+    user_image = spec(trainer=None, command=["python", "train.py"], registerModel={"name": "iris", "format": "onnx"})
+    assert registration.registered_format(user_image) == "onnx"
+    assert registration.registered_format(registered()) == "torchscript"

@@ -2,26 +2,23 @@ import io
 import json
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx.reference import ReferenceEvaluator
 
-from mlcycle import training
-from mlcycle.training import TrainingFailed
+from mlcycle.modelversion import onnx as onnx_reader
 from mlcycle.workloads import trainer
-from mlcycle.workloads.dataset import Table, load_table
+from mlcycle.workloads.dataset import Examples
 from mlcycle.workloads.model import torchscript_bytes
 
 pytestmark = pytest.mark.unit
 
 
-def config(task: str, label: str, epochs: int = 8, **hyper) -> trainer.TrainerConfig:
-    return trainer.TrainerConfig.from_spec(
-        {
-            "task": task,
-            "labelColumn": label,
-            "model": {"hiddenLayers": [16]},
-            "hyperparameters": {"epochs": epochs, "batchSize": 32, "learningRate": 0.01, **hyper},
-        }
+def config(task: str, label: str, epochs: int = 8, **top) -> trainer.Trainer:
+    hyper = {"epochs": epochs, "batchSize": 32, "learningRate": 0.01, **top.pop("hyper", {})}
+    return trainer.trainer_config(
+        {"task": task, "labelColumn": label, "model": {"hiddenLayers": [16]}, "hyperparameters": hyper, **top}
     )
 
 
@@ -29,9 +26,13 @@ def load_script(trained: trainer.Trained) -> torch.jit.ScriptModule:
     return torch.jit.load(io.BytesIO(torchscript_bytes(trained.model)))
 
 
+def run_onnx(data: bytes, x: torch.Tensor) -> np.ndarray:
+    return ReferenceEvaluator(onnx.load_from_string(data)).run(None, {"INPUT__0": x.numpy()})[0]
+
+
 def test_classifier_export_takes_raw_features_and_returns_probabilities(blobs_path):
     cfg = config("classification", "label")
-    examples = trainer.examples_from_table(load_table(str(blobs_path)), cfg)
+    examples = trainer.load(str(blobs_path), cfg)
     assert examples.classes == ["cat", "dog"] and examples.feature_names == ["x1", "x2"]
     trained = trainer.train(cfg, examples)
     assert [m["val_accuracy"] for m in trained.history][-1] > 0.9
@@ -44,7 +45,7 @@ def test_classifier_export_takes_raw_features_and_returns_probabilities(blobs_pa
 
 def test_regressor_export_predicts_in_the_targets_units(line_path):
     cfg = config("regression", "y", epochs=30)
-    examples = trainer.examples_from_table(load_table(str(line_path)), cfg)
+    examples = trainer.load(str(line_path), cfg)
     trained = trainer.train(cfg, examples)
     assert set(trained.history[-1]) == {"train_loss", "val_loss", "val_rmse", "val_mae"}
     assert trained.history[-1]["val_rmse"] < 3.0
@@ -52,12 +53,58 @@ def test_regressor_export_predicts_in_the_targets_units(line_path):
     assert prediction.shape == (1, 1) and abs(prediction.item() - 90.0) < 5.0
 
 
+def xor_examples(rows: int = 1200, seed: int = 0) -> Examples:
+    """The class is "yes" when x > 0 differs from color == red: learnable only through the categorical column."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows).astype(np.float32)
+    categories = ["blue", "green", "red"]
+    codes = rng.integers(0, 3, size=rows)
+    targets = ((x > 0) != (codes == 2)).astype(np.int64)
+    features = np.stack([x, codes.astype(np.float32)], axis=1)
+    return Examples(features, ["x", "color"], {"color": categories}, targets, ["no", "yes"])
+
+
+def test_categorical_features_are_one_hot_encoded_inside_every_export():
+    cfg = config("classification", "y", epochs=15, exportFormats=["torchscript", "onnx"])
+    examples = xor_examples()
+    trained = trainer.train(cfg, examples)
+    assert trained.history[-1]["val_accuracy"] > 0.95
+    red, blue, unknown = 2.0, 0.0, 7.0
+    raw = torch.tensor([[1.0, red], [1.0, blue], [-1.0, red], [-1.0, blue], [1.0, unknown]])
+    expected = trained.model(raw).detach()
+    assert expected[:4].argmax(dim=1).tolist() == [0, 1, 1, 0]  # no, yes, yes, no
+    assert torch.allclose(load_script(trained)(raw), expected, atol=1e-6)
+    data = trainer.export(trained.model, "onnx", 2)
+    assert np.allclose(run_onnx(data, raw), expected.numpy(), atol=1e-5)
+    graph = onnx_reader.read_graph(io.BytesIO(data), len(data))
+    assert graph["inputs"] == [{"name": "INPUT__0", "dtype": "FP32", "shape": [None, 2]}]
+    assert graph["outputs"] == [{"name": "OUTPUT__0", "dtype": "FP32", "shape": [None, 2]}]
+    signature = trainer.signature(examples, cfg.task)
+    assert signature["categories"] == {"color": ["blue", "green", "red"]}
+    assert signature["categoryEncoding"] == "one-hot"
+
+
+def test_onnx_export_of_a_regressor_matches_torchscript(line_path):
+    cfg = config("regression", "y", epochs=2)
+    trained = trainer.train(cfg, trainer.load(str(line_path), cfg))
+    raw = torch.tensor([[0.0, 5.0], [1.0, 2.0], [-4.0, 9.0]])
+    data = trainer.export(trained.model, "onnx", 2)
+    assert np.allclose(run_onnx(data, raw), load_script(trained)(raw).detach().numpy(), atol=1e-4)
+
+
+def test_bf16_trains_under_autocast_and_exports_float32(blobs_path):
+    cfg = config("classification", "label", epochs=3, precision="bf16")
+    trained = trainer.train(cfg, trainer.load(str(blobs_path), cfg))
+    assert trained.history[-1]["val_accuracy"] > 0.9
+    assert load_script(trained)(torch.zeros(1, 2)).dtype == torch.float32
+
+
 def test_same_seed_and_data_give_the_same_metrics(blobs_path):
-    cfg = config("classification", "label", epochs=2, seed=3)
-    examples = trainer.examples_from_table(load_table(str(blobs_path)), cfg)
+    cfg = config("classification", "label", epochs=2, hyper={"seed": 3})
+    examples = trainer.load(str(blobs_path), cfg)
     first, second = trainer.train(cfg, examples), trainer.train(cfg, examples)
     assert first.history == second.history
-    other = trainer.train(config("classification", "label", epochs=2, seed=4), examples)
+    other = trainer.train(config("classification", "label", epochs=2, hyper={"seed": 4}), examples)
     assert other.history != first.history
 
 
@@ -68,28 +115,24 @@ def test_validation_split_is_seeded_and_disjoint():
     assert len(trainer.split_indices(2, 0.01, seed=1)[1]) == 1
 
 
-def test_missing_label_column_names_the_columns():
-    table = Table(["a", "b"], [["1", "2"], ["3", "4"]])
-    with pytest.raises(TrainingFailed, match="label column 'y' is not in the dataset") as caught:
-        trainer.examples_from_table(table, config("regression", "y"))
-    assert caught.value.reason == training.LABEL_COLUMN_MISSING
+def test_ranks_get_disjoint_equal_shards_covering_every_row():
+    rows = torch.arange(100, 111)  # 11 rows over 3 ranks: 12 slots, one row twice
+    shards = [trainer._shard(rows, seed=1, epoch=2, rank=r, world_size=3) for r in range(3)]
+    assert [len(s) for s in shards] == [4, 4, 4]
+    assert set(torch.cat(shards).tolist()) == set(rows.tolist())
+    assert torch.equal(shards[0], trainer._shard(rows, seed=1, epoch=2, rank=0, world_size=3))
+    assert not torch.equal(shards[0], trainer._shard(rows, seed=1, epoch=3, rank=0, world_size=3))
 
 
-def test_non_numeric_feature_is_unreadable_and_names_the_cell():
-    table = Table(["a", "y"], [["1", "2"], ["oops", "4"]])
-    with pytest.raises(TrainingFailed, match="column 'a', data row 2: 'oops' is not a number") as caught:
-        trainer.examples_from_table(table, config("regression", "y"))
-    assert caught.value.reason == training.DATASET_UNREADABLE
-
-
-def test_numeric_class_labels_sort_as_numbers():
-    table = Table(["a", "y"], [["1", "10"], ["2", "2"], ["3", "1"]])
-    assert trainer.examples_from_table(table, config("classification", "y")).classes == ["1", "2", "10"]
+def test_column_stats_are_over_the_training_rows():
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0], [100.0, 7.0]])
+    mean, std = trainer.column_stats(x, np.array([0, 1]))
+    assert mean.tolist() == [2.0, 5.0] and std.tolist() == [1.0, 1.0]  # a constant column gets std 1
 
 
 def test_signature_and_profile_describe_the_model_inputs(blobs_path):
     cfg = config("classification", "label")
-    examples = trainer.examples_from_table(load_table(str(blobs_path)), cfg)
+    examples = trainer.load(str(blobs_path), cfg)
     assert trainer.signature(examples, cfg.task) == {
         "inputs": [{"name": "INPUT__0", "dtype": "FP32", "shape": [-1, 2]}],
         "outputs": [{"name": "OUTPUT__0", "dtype": "FP32", "shape": [-1, 2]}],
@@ -97,7 +140,7 @@ def test_signature_and_profile_describe_the_model_inputs(blobs_path):
         "task": "classification",
         "classes": ["cat", "dog"],
     }
-    doc = trainer.examples_profile(examples, cfg.seed)
+    doc = trainer.examples_profile(examples, cfg.hyperparameters.seed)
     assert set(doc["features"]) == {"x1", "x2"} and doc["label"]["counts"] == [200, 200]
     assert len(doc["sample"]["rows"]) == 400
 

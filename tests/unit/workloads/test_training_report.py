@@ -59,3 +59,14 @@ def test_only_finite_numbers_are_reported_as_metrics():
     metrics = {"val_loss": float("nan"), "note": "x", "val_accuracy": 0.9, "epoch": 3}
     doc = json.loads(training.success_message(metrics, None, {}))
     assert doc == {"metrics": {"val_accuracy": 0.9, "epoch": 3}, "metricsTruncated": True}
+
+
+def test_every_exported_format_is_listed_for_a_server_to_pick(tmp_path):
+    log = tmp_path / "termination-log"
+    reporter = training.Reporter(termination_log=str(log))
+    both = [{"uri": "s3://b/run/model.onnx", "digest": "sha256:" + "a" * 64, "size": 1, "format": "onnx"},
+            {"uri": "s3://b/run/model.pt", "digest": "sha256:" + "b" * 64, "size": 2, "format": "torchscript"}]
+    reporter.report_artifact("s3://b/run/model.onnx", "a" * 64, 1, "onnx", artifacts=both)
+    reporter.finish()
+    doc = json.loads(log.read_text())
+    assert doc["artifact"] == both[0] and doc["artifacts"] == both
