@@ -7,7 +7,7 @@ MLCYCLE := $(BIN)/mlcycle
 PYTEST_ARGS ?=
 
 .PHONY: install system-deps tools cluster-up cluster-down minio-up minio-down stack-up stack-down \
-        crds crds-check test test-unit lint dev kind-up bench clean
+        crds crds-check chart-schema chart-check test test-unit lint dev kind-up bench clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -44,9 +44,17 @@ stack-down: install
 
 crds: install
 	$(MLCYCLE) crds
-	$(MLCYCLE) crds --out charts/mlcycle/crds
+	$(MLCYCLE) crds --out charts/mlcycle/files/crds
 crds-check: install
 	$(MLCYCLE) crds --check
+
+# charts/mlcycle/values.schema.json from operator/mlcycle/chartvalues.py.
+chart-schema: install
+	$(MLCYCLE) chart-schema
+
+# helm lint --strict + helm template, default values and every toggle (also run by `make test`).
+chart-check: install
+	$(BIN)/python -m mlcycle.localdev.chart
 
 lint: install
 	$(BIN)/ruff check operator tests

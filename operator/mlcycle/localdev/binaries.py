@@ -24,7 +24,10 @@ COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "etcd": (versions.ETCD, ("etcd",)),
     "kwok": (versions.KWOK, ("kwok", "kwokctl")),
     "minio": (versions.MINIO, ("minio",)),
+    "helm": (versions.HELM, ("helm",)),
 }
+# component -> the package pattern `go install` builds each binary from
+GO_INSTALL = {"kwok": "sigs.k8s.io/kwok/cmd/{}", "minio": "github.com/minio/{}", "helm": "helm.sh/helm/v3/cmd/{}"}
 
 ETCD_MAIN = """package main
 
@@ -105,10 +108,11 @@ def build(component: str) -> None:
     if component in ("kubernetes", "etcd"):
         _build_in_module(component, version, names, work, staging)
     else:
-        module = {"kwok": "sigs.k8s.io/kwok/cmd/{}", "minio": "github.com/minio/{}"}[component]
+        # helm reports (and charts see in .Capabilities) the version stamped at build time, as its release does.
+        stamp = f" -X helm.sh/helm/v3/internal/version.version={version}" if component == "helm" else ""
         for name in names:
-            _go(["install", "-trimpath", "-ldflags=-s -w", f"{module.format(name)}@{version}"], work,
-                env={"GOBIN": str(staging)})
+            _go(["install", "-trimpath", f"-ldflags=-s -w{stamp}", f"{GO_INSTALL[component].format(name)}@{version}"],
+                work, env={"GOBIN": str(staging)})
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     log(f"built {component}: {', '.join(names)}")
