@@ -10,6 +10,11 @@ RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent 
 TRAINING_TRANSITIONS = Counter("mlcycle_trainingjob_transitions_total", "TrainingJob phase transitions",
                                ["phase"])
 
+VERIFICATIONS = Counter("mlcycle_modelversion_verifications_total", "ModelVersion artifact verifications by result "
+                        "(passed, or the failure reason)", ["result"])
+HANDLER_FAILURES = Counter("mlcycle_handler_failures_total", "Unexpected handler exceptions (each is retried)",
+                           ["kind", "error"])
+
 
 @contextmanager
 def reconciling(kind: str):

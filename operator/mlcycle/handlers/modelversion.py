@@ -24,6 +24,7 @@ from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
 from mlcycle.conditions import merge_conditions
+from mlcycle.handlers.failures import retried
 from mlcycle.modelversion import status as mv_status
 from mlcycle.modelversion import verification
 from mlcycle.operator_main import PREFIX
@@ -40,12 +41,14 @@ _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(thread
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@retried(KIND)
 def on_modelversion_event(namespace, spec, **_):
     if spec.get("modelName"):
         reconcile_model(namespace, spec["modelName"])
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
+@retried("InferenceService")
 def on_inferenceservice_event(namespace, spec, **_):
     """servedBy follows the InferenceServices that refer to a model."""
     refs = [spec.get("model") or {}, (spec.get("canary") or {}).get("model") or {}]
@@ -70,6 +73,7 @@ def _verified(annotations, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_retry_pending)
+@retried(KIND)
 def on_retry_timer(namespace, spec, annotations, **_):
     """Healable verification failures: verify again once the backoff has passed."""
     if verification.retry_due(_record(annotations), datetime.now(UTC)):
@@ -77,6 +81,7 @@ def on_retry_timer(namespace, spec, annotations, **_):
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, when=_verified)
+@retried(KIND)
 def on_recheck_timer(namespace, name, spec, **_):
     """Artifacts are immutable: notice an object that was overwritten or removed after it was verified."""
     recheck(namespace, name, spec["modelName"])
@@ -210,6 +215,7 @@ def _run_verification(mv: dict) -> verification.Verified | verification.Verifica
                                       DOWNLOAD_DIR)
     except verification.VerificationFailed as e:
         outcome = e
+    metrics.VERIFICATIONS.labels("passed" if isinstance(outcome, verification.Verified) else outcome.reason).inc()
     log.info("ModelVersion %s/%s: verification %s in %.1fs", namespace, mv["metadata"]["name"],
              "passed" if isinstance(outcome, verification.Verified) else f"failed ({outcome.reason})",
              time.monotonic() - started)

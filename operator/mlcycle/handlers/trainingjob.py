@@ -18,6 +18,7 @@ from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.trainingjob import PLURAL, TrainingJobSpec
 from mlcycle.clients import s3
 from mlcycle.conditions import condition, merge_conditions
+from mlcycle.handlers.failures import retried
 from mlcycle.trainingjob import manifests, registration
 from mlcycle.trainingjob.status import training_status
 
@@ -34,6 +35,7 @@ _waiting_guard = threading.Lock()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@retried(KIND)
 def on_trainingjob_event(type, namespace, name, body, **_):
     if type == "DELETED":
         _locks.pop((namespace, name), None)
@@ -47,6 +49,7 @@ def on_trainingjob_event(type, namespace, name, body, **_):
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
+@retried(KIND, target=lambda kwargs: (kwargs["namespace"], kwargs["labels"][manifests.LABEL]))
 def on_child_event(namespace, labels, **_):
     reconcile(namespace, labels[manifests.LABEL])
 
@@ -60,6 +63,7 @@ def _needs_timer(status, spec, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_needs_timer)
+@retried(KIND)
 def on_finished_timer(namespace, name, **_):
     """TTL clean-up and registration retries for finished jobs (nothing else needs a clock)."""
     reconcile(namespace, name)
@@ -67,6 +71,7 @@ def on_finished_timer(namespace, name, **_):
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60, idle=60,
             when=lambda status, **_: (status or {}).get("phase") not in FINISHED)
+@retried(KIND)
 def on_resync_timer(namespace, name, **_):
     """A periodic resync of unfinished jobs, so a reconcile that failed is retried without a new event."""
     reconcile(namespace, name)
