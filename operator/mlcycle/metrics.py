@@ -3,7 +3,7 @@
 import time
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter("mlcycle_reconcile_total", "Reconciles by kind and result", ["kind", "result"])
 RECONCILE_SECONDS = Histogram("mlcycle_reconcile_duration_seconds", "Time spent in one reconcile", ["kind"])
@@ -14,6 +14,8 @@ VERIFICATIONS = Counter("mlcycle_modelversion_verifications_total", "ModelVersio
                         "(passed, or the failure reason)", ["result"])
 HANDLER_FAILURES = Counter("mlcycle_handler_failures_total", "Unexpected handler exceptions (each is retried)",
                            ["kind", "error"])
+
+LEADER = Gauge("mlcycle_leader", "1 while this replica holds the leader-election Lease (0: standby)")
 
 
 @contextmanager
