@@ -68,6 +68,15 @@ def operator(crds, tmp_path_factory):
     op.stop()
 
 
+@pytest.fixture
+def session_operator_stopped(operator):
+    """For tests that run operators of their own: the session's operator (when other tests started it) would
+    reconcile their resources too. Started again afterwards."""
+    operator.stop()
+    yield
+    operator.restart()
+
+
 @pytest.fixture(scope="session")
 def local_runtime(cluster, tmp_path_factory):
     """The local pod runtime (stands in for kubelet + containers) on node `mlcycle-local`."""

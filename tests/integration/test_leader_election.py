@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.request
 
-import pytest
 import yaml
 from kubernetes import client, watch
 
@@ -19,14 +18,6 @@ from waiting import wait_for
 
 JOBS = 50
 LEASE = {"duration": 6, "renew": 4, "retry": 1}
-
-
-@pytest.fixture
-def session_operator_stopped(operator):
-    """The session's operator (when other tests started it) would reconcile these TrainingJobs too."""
-    operator.stop()
-    yield
-    operator.restart()
 
 
 def metric(op, name: str) -> float:

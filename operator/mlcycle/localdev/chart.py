@@ -74,6 +74,21 @@ def manifests(values: dict, **kwargs) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
+def install(kubeconfig: Path, release: str, namespace: str, values: dict, timeout: str = "5m") -> None:
+    """`helm install --wait` into the cluster of `kubeconfig` (the namespace is created)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result = helm("install", release, str(CHART), "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+                      "--create-namespace", "--wait", "--timeout", timeout,
+                      "-f", str(_values_file(values, Path(tmp))), check=False)
+    if result.returncode:
+        raise RuntimeError(f"helm install failed:\n{result.stdout}{result.stderr}")
+
+
+def uninstall(kubeconfig: Path, release: str, namespace: str) -> subprocess.CompletedProcess:
+    return helm("uninstall", release, "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--wait",
+                check=False)
+
+
 def main(argv: list[str]) -> int:
     failed = []
     for name, values in TOGGLES.items():

@@ -1,0 +1,117 @@
+"""The chart installed on the local cluster: the operator runs as a pod of the local runtime under the chart's
+ServiceAccount only (a projected token from the TokenRequest API, ca.crt, namespace, KUBERNETES_SERVICE_*; no
+kubeconfig to fall back on), trains a model and registers a Ready ModelVersion — which proves the RBAC is enough —
+and `kubectl auth can-i` shows what it may not do."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+import pytest
+import yaml
+
+from mlcycle.localdev import chart
+from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
+from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
+from waiting import wait_for
+
+RELEASE = "mlcycle"
+CRDS = ("trainingjobs.mlcycle.io", "modelversions.mlcycle.io", "inferenceservices.mlcycle.io")
+
+
+def get_json(cluster, *args):
+    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
+def adopt_crds(cluster, release: str, namespace: str) -> None:
+    """CRDs installed by `kubectl apply` before become the release's (the README's upgrade path)."""
+    for crd in CRDS:
+        cluster.kubectl_run("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+        cluster.kubectl_run("annotate", "crd", crd, f"meta.helm.sh/release-name={release}",
+                            f"meta.helm.sh/release-namespace={namespace}", "--overwrite")
+
+
+@pytest.fixture
+def installed(cluster, crds, local_runtime, session_operator_stopped, namespace):
+    """The chart in its own namespace, watching the test's namespace, its pod on the local runtime."""
+    system = f"mlcycle-{uuid.uuid4().hex[:6]}"
+    adopt_crds(cluster, RELEASE, system)
+    values = {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
+              # No kubeconfig to fall back on: the operator has the service account's rights or none.
+              "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
+    chart.install(cluster.kubeconfig, RELEASE, system, values)
+    yield system
+    cluster.kubectl_run("delete", "trainingjobs.mlcycle.io,modelversions.mlcycle.io", "--all", "-n", namespace,
+                        "--wait=true", "--timeout=60s", check=False)  # the finalizers need the operator
+    chart.uninstall(cluster.kubeconfig, RELEASE, system)
+    cluster.kubectl_run("delete", "namespace", system, "--wait=false", check=False)
+
+
+def can_i(cluster, system: str, *args: str) -> bool:
+    r = cluster.kubectl_run("auth", "can-i", *args, f"--as=system:serviceaccount:{system}:{RELEASE}", check=False)
+    return r.stdout.strip() == "yes"
+
+
+def test_the_operator_pod_trains_and_registers_under_the_charts_service_account(cluster, installed, local_runtime,
+                                                                               minio, namespace):
+    system = installed
+    (pod,) = get_json(cluster, "pods", "-n", system, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    assert pod["spec"]["serviceAccountName"] == RELEASE and pod["spec"]["nodeName"] == "mlcycle-local"
+    mounts = {m["mountPath"] for m in pod["spec"]["containers"][0]["volumeMounts"]}
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts  # the projected token the runtime provides
+    lease = get_json(cluster, "lease", RELEASE, "-n", system)
+    assert lease["spec"]["holderIdentity"].startswith(pod["metadata"]["name"])
+    (log,) = local_runtime.state_dir.glob(f"pods/{system}_{pod['metadata']['name']}_*/operator.log")
+    assert "leads (lease" in log.read_text()
+
+    data = iris_like_csv(rows_per_class=100)
+    for bucket in ("datasets", "models"):
+        minio.make_bucket(bucket)
+    minio.client().put_object("datasets", "iris/iris.csv", io.BytesIO(data), len(data))
+    tj = training_job("iris", namespace, "s3", epochs=10, node_selector=RUNTIME_LABEL, model="iris-chart")
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+
+    def registered():
+        st = (get_json(cluster, "trainingjob", "iris", "-n", namespace) or {}).get("status") or {}
+        return st if st.get("phase") == "Failed" or st.get("modelVersionRef") else None
+
+    status = wait_for(registered, what="the TrainingJob to register its ModelVersion", timeout=600)
+    assert status["phase"] == "Succeeded", status.get("message")
+    name = status["modelVersionRef"]["name"]
+    mv = wait_for(lambda: (m := get_json(cluster, "modelversion", name, "-n", namespace))
+                  and (m.get("status") or {}).get("phase") in ("Ready", "Failed", "Rejected") and m,
+                  what="the ModelVersion verified", timeout=180)
+    assert mv["status"]["phase"] == "Ready", mv["status"].get("message")
+    job = get_json(cluster, "job", "iris", "-n", namespace)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == pod["spec"]["containers"][0]["image"]
+
+
+def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(cluster, installed, namespace):
+    system, other = installed, "default"
+    allowed = [("get", "secrets", namespace), ("patch", "trainingjobs.mlcycle.io/status", namespace),
+               ("create", "modelversions.mlcycle.io", namespace), ("create", "jobs.batch", namespace),
+               ("update", "leases.coordination.k8s.io/" + RELEASE, system)]
+    for verb, resource, ns in allowed:
+        assert can_i(cluster, system, verb, resource, "-n", ns), (verb, resource, ns)
+    forbidden = [
+        ("get", "secrets", other),  # Secrets of a namespace it does not watch
+        ("list", "secrets", namespace),  # Secrets are read by name only
+        ("create", "secrets", namespace),
+        ("get", "trainingjobs.mlcycle.io", other),
+        ("update", "trainingjobs.mlcycle.io", namespace),  # a PUT would replace the user's spec
+        ("update", "modelversions.mlcycle.io", namespace),
+        ("delete", "modelversions.mlcycle.io", namespace),  # registry entries outlive the operator's wishes
+        ("create", "pods", namespace),
+        ("delete", "pods", namespace),
+        ("patch", "nodes", ""),
+        ("create", "clusterrolebindings.rbac.authorization.k8s.io", ""),
+        ("update", "leases.coordination.k8s.io/someone-else", system),
+        ("update", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ]
+    granted = [f for f in forbidden if can_i(cluster, system, f[0], f[1], *(["-n", f[2]] if f[2] else []))]
+    assert not granted
