@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import kopf
 from pydantic import ValidationError
 
-from mlcycle import kube, metrics, storage
+from mlcycle import images, kube, metrics, storage
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.trainingjob import PLURAL, TrainingJobSpec
 from mlcycle.clients import s3
@@ -103,7 +103,10 @@ def _reconcile(namespace: str, name: str) -> None:
 
     job, pods = None, []
     if not invalid:
-        job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
+        # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
+        # upgrade (a Job's pod template cannot change).
+        image = manifests.job_image(kube.get("batch/v1", "Job", namespace, manifests.child_name(name)))
+        job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec, image or images.mlcycle_image()))
         service = manifests.desired_service(name, namespace, meta["uid"], spec)
         if service:
             kube.apply(service)
