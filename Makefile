@@ -7,7 +7,7 @@ MLCYCLE := $(BIN)/mlcycle
 PYTEST_ARGS ?=
 
 .PHONY: install system-deps tools cluster-up cluster-down minio-up minio-down stack-up stack-down \
-        crds crds-check chart-schema chart-check test test-unit lint dev kind-up bench clean
+        crds crds-check chart-schema chart-check image test test-unit lint dev kind-up bench clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -68,6 +68,18 @@ test-unit: install
 # The local stack, the operator and the sample pipeline, all on this machine.
 dev: install tools
 	$(MLCYCLE) dev
+
+# The mlcycle image (Dockerfile), with docker or buildah: VARIANT=cpu (needs TORCH_INDEX_URL, PyTorch's CPU
+# wheel index) or VARIANT=cuda. The tag is the package version, -cuda for the CUDA variant.
+IMAGE ?= ghcr.io/mlcycle/mlcycle
+VARIANT ?= cpu
+TORCH_INDEX_URL ?=
+image:
+	@builder=$$(command -v docker || command -v buildah) || { echo "make image needs docker or buildah"; exit 1; }; \
+	version=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml); \
+	tag=$(IMAGE):$$version$$([ "$(VARIANT)" = cuda ] && echo -cuda); \
+	echo "$$builder build $$tag"; \
+	$$builder build --build-arg VARIANT=$(VARIANT) --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $$tag .
 
 # The other way in, for people with Docker: a kind cluster from kind-config.yaml.
 kind-up:
