@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from argocd_lua import health, record
 from mlcycle.clients import s3
 from mlcycle.localdev.sample import storage_secret
 from modelversion_artifacts import model_version, torchscript_bytes
@@ -53,6 +54,8 @@ def test_an_unwritable_temp_dir_is_reported_on_the_version_and_it_recovers(clust
         assert "NotADirectoryError" in synced["message"] and str(downloads) in synced["message"]
         assert "retrying in" in synced["message"]
         assert failing["status"]["phase"] != "Ready"
+        assert health("ModelVersion", failing) == {"status": "Degraded", "message": synced["message"]}
+        record(failing, "synced-false")
         # Retried: the failure counter goes on rising while the folder stays broken.
         wait_for(lambda: _metric(operator, "mlcycle_handler_failures_total") >= failures_before + 2,
                  what="a second failed attempt")

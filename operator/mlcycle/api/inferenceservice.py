@@ -31,6 +31,10 @@ from .trainingjob import TrainingJobSpec
 
 KIND = "InferenceService"
 PLURAL = "inferenceservices"
+# Requests on an InferenceService, by annotation (the operator never writes spec; Argo CD's actions set these):
+# a new value of the first starts spec.retrain's template now; the second, `promote` or `abort`, ends a canary.
+RETRAIN_REQUESTED_ANNOTATION = "mlcycle.io/retrain-requested"
+ROLLOUT_ACTION_ANNOTATION = "mlcycle.io/rollout-action"
 SHORT_NAMES = ["isvc"]
 PRINTER_COLUMNS = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
