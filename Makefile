@@ -81,10 +81,10 @@ image:
 	echo "$$builder build $$tag"; \
 	$$builder build --build-arg VARIANT=$(VARIANT) --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $$tag .
 
-# The other way in, for people with Docker: a kind cluster from kind-config.yaml.
+# The other way in, for people with Docker: a kind cluster from kind-config.yaml; then `make image`,
+# `kind load docker-image` and `helm install` (README, "Install on a cluster"), which installs the CRDs.
 kind-up:
 	kind create cluster --name mlcycle --config kind-config.yaml
-	kubectl apply --server-side -f crds/
 
 bench: install tools
 	$(BIN)/python -m mlcycle.bench.trainingjobs
