@@ -13,7 +13,7 @@ import threading
 import yaml
 from kubernetes import client, watch
 
-from argocd_lua import health
+from argocd_lua import health, record
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
 from modelversion_artifacts import model_version, torchscript_bytes
@@ -32,7 +32,7 @@ def test_argocd_health_of_every_phase_on_live_objects(cluster, crds, operator, l
     seen: dict[tuple[str, str], dict] = {}  # (kind, phase) -> the first object seen in it
     lock, stop = threading.Lock(), threading.Event()
 
-    def record(plural: str):
+    def watch_phases(plural: str):
         api = client.CustomObjectsApi(kube_api)
         for event in watch.Watch().stream(api.list_namespaced_custom_object, "mlcycle.io", "v1alpha1", namespace,
                                           plural, timeout_seconds=900):
@@ -46,7 +46,7 @@ def test_argocd_health_of_every_phase_on_live_objects(cluster, crds, operator, l
                 return
 
     for plural in ("trainingjobs", "modelversions"):
-        threading.Thread(target=record, args=(plural,), daemon=True).start()
+        threading.Thread(target=watch_phases, args=(plural,), daemon=True).start()
 
     data = iris_like_csv(rows_per_class=60)
     for bucket in ("datasets", "models"):
