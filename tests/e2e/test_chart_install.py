@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 import yaml
 
+from fleet import JobCreations, all_succeeded, trainingjob
 from mlcycle.localdev import chart
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
 from waiting import wait_for
 
 RELEASE = "mlcycle"
+JOBS = 50
 CRDS = ("trainingjobs.mlcycle.io", "modelversions.mlcycle.io", "inferenceservices.mlcycle.io")
 
 
@@ -35,19 +41,32 @@ def adopt_crds(cluster, release: str, namespace: str) -> None:
 
 
 @pytest.fixture
-def installed(cluster, crds, local_runtime, session_operator_stopped, namespace):
-    """The chart in its own namespace, watching the test's namespace, its pod on the local runtime."""
-    system = f"mlcycle-{uuid.uuid4().hex[:6]}"
-    adopt_crds(cluster, RELEASE, system)
-    values = {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
-              # No kubeconfig to fall back on: the operator has the service account's rights or none.
-              "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
-    chart.install(cluster.kubeconfig, RELEASE, system, values)
-    yield system
+def install_chart(cluster, crds, local_runtime, session_operator_stopped, namespace):
+    """`install_chart(**values)`: the chart in its own namespace, watching the test's namespace, its pods on the
+    local runtime; uninstalled afterwards."""
+    releases = []
+
+    def install(**values) -> str:
+        system = f"mlcycle-{uuid.uuid4().hex[:6]}"
+        adopt_crds(cluster, RELEASE, system)
+        base = {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
+                # No kubeconfig to fall back on: the operator has the service account's rights or none.
+                "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
+        releases.append(system)
+        chart.install(cluster.kubeconfig, RELEASE, system, base | values)
+        return system
+
+    yield install
     cluster.kubectl_run("delete", "trainingjobs.mlcycle.io,modelversions.mlcycle.io", "--all", "-n", namespace,
                         "--wait=true", "--timeout=60s", check=False)  # the finalizers need the operator
-    chart.uninstall(cluster.kubeconfig, RELEASE, system)
-    cluster.kubectl_run("delete", "namespace", system, "--wait=false", check=False)
+    for system in releases:
+        chart.uninstall(cluster.kubeconfig, RELEASE, system)
+        cluster.kubectl_run("delete", "namespace", system, "--wait=false", check=False)
+
+
+@pytest.fixture
+def installed(install_chart) -> str:
+    return install_chart()
 
 
 def can_i(cluster, system: str, *args: str) -> bool:
@@ -115,3 +134,47 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(clu
     ]
     granted = [f for f in forbidden if can_i(cluster, system, f[0], f[1], *(["-n", f[2]] if f[2] else []))]
     assert not granted
+
+
+def operator_process(pod_name: str) -> int:
+    """The pid of the operator process the local runtime runs for `pod_name` (its env has the pod's name)."""
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = environ.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"POD_NAME={pod_name}".encode() in env and any(e.startswith(b"MLCYCLE_POD_IP=") for e in env):
+            return int(environ.parent.name)
+    raise AssertionError(f"no process of pod {pod_name}")
+
+
+def test_two_replicas_the_standby_takes_over_when_the_leader_process_is_killed(cluster, install_chart, kube_api,
+                                                                             namespace):
+    lease = {"leaseDurationSeconds": 6, "renewDeadlineSeconds": 4, "retryPeriodSeconds": 1}
+    system = install_chart(replicas=2, leaderElection={"enabled": True} | lease)
+    pods = get_json(cluster, "pods", "-n", system, "-l", f"app.kubernetes.io/instance={RELEASE}")["items"]
+    assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
+    holder = wait_for(lambda: (get_json(cluster, "lease", RELEASE, "-n", system) or {}).get("spec", {})
+                      .get("holderIdentity"), what="a leader")
+    leader = holder.rsplit("_", 1)[0]
+    standby = next(p["metadata"]["name"] for p in pods if p["metadata"]["name"] != leader)
+
+    created = JobCreations(kube_api, namespace)
+    try:
+        cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all(
+            [trainingjob(f"tj-{i:02d}", namespace) for i in range(JOBS)]))
+        wait_for(lambda: len(created.uids) >= 10, what="the leader creating Jobs")
+        os.kill(operator_process(leader), signal.SIGKILL)
+        killed = time.monotonic()
+        new_holder = wait_for(lambda: (h := get_json(cluster, "lease", RELEASE, "-n", system)["spec"]
+                                       .get("holderIdentity")) != holder and h,
+                              what="the standby taking the lease", timeout=lease["leaseDurationSeconds"] * 4,
+                              interval=0.2)
+        print(f"standby pod took over {time.monotonic() - killed:.1f}s after SIGKILL "
+              f"(lease duration {lease['leaseDurationSeconds']}s)")
+        assert new_holder.startswith(standby)
+        wait_for(lambda: all_succeeded(cluster, namespace, JOBS), what=f"all {JOBS} TrainingJobs Succeeded",
+                 timeout=600, interval=2)
+        assert len(created.uids) == JOBS and all(len(uids) == 1 for uids in created.uids.values()), created.uids
+    finally:
+        created.stop()

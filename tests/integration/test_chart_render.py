@@ -131,7 +131,9 @@ def test_toggles_render_what_they_promise():
     ({"replicas": 2, "leaderElection": {"enabled": False}}, "replicas > 1 needs leaderElection.enabled=true"),
     ({"metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}}}, "not both"),
     ({"leaderElection": {"renewDeadlineSeconds": 20}}, "renewDeadlineSeconds must be less than"),
-], ids=["typo", "nested-typo", "enum", "quantity", "replicas-without-election", "both-monitors", "renew-deadline"])
+    ({"leaderElection": {"retryPeriodSeconds": 9}}, "must exceed 1.2 × leaderElection.retryPeriodSeconds"),
+], ids=["typo", "nested-typo", "enum", "quantity", "replicas-without-election", "both-monitors", "renew-deadline",
+        "retry-period"])
 def test_wrong_values_fail_with_the_key_named(values, message):
     result = chart.render(values)
     assert result.returncode != 0 and message in result.stderr, result.stderr

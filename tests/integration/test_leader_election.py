@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 import urllib.request
 
 import yaml
-from kubernetes import client, watch
 
+from fleet import JobCreations, all_succeeded, trainingjob
 from mlcycle.localdev.processes import start_operator
 from waiting import wait_for
 
@@ -31,39 +30,9 @@ def lease_holder(cluster, namespace) -> str | None:
     return json.loads(r.stdout)["spec"].get("holderIdentity") if r.returncode == 0 else None
 
 
-def trainingjob(name, namespace) -> dict:
-    return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "TrainingJob",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"trainer": {"task": "classification", "labelColumn": "label"},
-                     "dataset": {"uri": "s3://data/train.csv"}, "output": {"uri": f"s3://models/{name}"},
-                     "storage": {"secretRef": {"name": "s3"}}}}
-
-
-def phases(cluster, namespace) -> dict[str, str]:
-    out = json.loads(cluster.kubectl_run("get", "trainingjobs.mlcycle.io", "-n", namespace, "-o", "json").stdout)
-    return {tj["metadata"]["name"]: (tj.get("status") or {}).get("phase") for tj in out["items"]}
-
-
-def finish_running_pods(cluster, namespace) -> None:
-    """kwok's pod-complete stage finishes pods with this label (localdev/kwok-config.yaml)."""
-    cluster.kubectl_run("label", "pods", "--all", "-n", namespace, "mlcycle.io/kwok-complete=true", "--overwrite",
-                        check=False)
-
-
 def test_the_standby_takes_over_when_the_leader_is_killed_and_no_job_is_created_twice(
         cluster, crds, kube_api, namespace, session_operator_stopped, tmp_path):
-    created: dict[str, set[str]] = {}  # Job name -> uids seen: two uids would be a Job created twice
-    stop_watching = threading.Event()
-
-    def record_jobs():
-        w = watch.Watch()
-        for event in w.stream(client.BatchV1Api(kube_api).list_namespaced_job, namespace, timeout_seconds=600):
-            created.setdefault(event["object"].metadata.name, set()).add(event["object"].metadata.uid)
-            if stop_watching.is_set():
-                w.stop()
-
-    watcher = threading.Thread(target=record_jobs, daemon=True)
-    watcher.start()
+    created = JobCreations(kube_api, namespace)
     args = ("--leader-election", "--lease-name=mlcycle", f"--lease-namespace={namespace}",
             f"--lease-duration={LEASE['duration']}", f"--renew-deadline={LEASE['renew']}",
             f"--retry-period={LEASE['retry']}")
@@ -77,7 +46,7 @@ def test_the_standby_takes_over_when_the_leader_is_killed_and_no_job_is_created_
 
         cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all(
             [trainingjob(f"tj-{i:02d}", namespace) for i in range(JOBS)]))
-        wait_for(lambda: len(created) >= 10, what="the leader creating Jobs")
+        wait_for(lambda: len(created.uids) >= 10, what="the leader creating Jobs")
         # The standby has reconciled nothing: only the Lease holder runs handlers.
         assert metric(standby, "mlcycle_reconcile_total") == 0 and metric(standby, "mlcycle_leader") == 0
         assert standby.healthy()  # a standby is alive (its probe answers) while it waits
@@ -90,18 +59,13 @@ def test_the_standby_takes_over_when_the_leader_is_killed_and_no_job_is_created_
         assert new_holder.startswith(next(n for n, op in ops.items() if op is standby))
         print(f"standby took over {took_over:.1f}s after SIGKILL (lease duration {LEASE['duration']}s)")
 
-        def all_succeeded():
-            finish_running_pods(cluster, namespace)
-            current = phases(cluster, namespace)
-            return len(current) == JOBS and set(current.values()) == {"Succeeded"} and current
-
-        wait_for(all_succeeded, what=f"all {JOBS} TrainingJobs Succeeded", timeout=600, interval=2)
+        wait_for(lambda: all_succeeded(cluster, namespace, JOBS), what=f"all {JOBS} TrainingJobs Succeeded",
+                 timeout=600, interval=2)
         assert metric(standby, "mlcycle_reconcile_total") > 0
         jobs = json.loads(cluster.kubectl_run("get", "jobs", "-n", namespace, "-o", "json").stdout)["items"]
         assert len(jobs) == JOBS
-        stop_watching.set()
-        assert len(created) == JOBS and all(len(uids) == 1 for uids in created.values()), created
+        assert len(created.uids) == JOBS and all(len(uids) == 1 for uids in created.uids.values()), created.uids
     finally:
-        stop_watching.set()
+        created.stop()
         for op in ops.values():
             op.stop()

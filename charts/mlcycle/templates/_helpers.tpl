@@ -34,7 +34,12 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if and .Values.metrics.serviceMonitor.enabled .Values.metrics.podMonitor.enabled }}
 {{- fail "enable metrics.serviceMonitor or metrics.podMonitor, not both (Prometheus would scrape twice)" }}
 {{- end }}
-{{- if ge (int .Values.leaderElection.renewDeadlineSeconds) (int .Values.leaderElection.leaseDurationSeconds) }}
+{{- with .Values.leaderElection }}
+{{- if ge (int .renewDeadlineSeconds) (int .leaseDurationSeconds) }}
 {{- fail "leaderElection.renewDeadlineSeconds must be less than leaderElection.leaseDurationSeconds" }}
+{{- end }}
+{{- if le (float64 .renewDeadlineSeconds) (mulf .retryPeriodSeconds 1.2) }}
+{{- fail "leaderElection.renewDeadlineSeconds must exceed 1.2 × leaderElection.retryPeriodSeconds" }}
+{{- end }}
 {{- end }}
 {{- end }}
