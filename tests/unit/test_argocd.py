@@ -1,5 +1,5 @@
 """The Argo CD health checks and actions (charts/mlcycle/argocd) in Lua 5.1 on objects recorded from the e2e runs
-(TrainingJob, ModelVersion; InferenceService's are written from its API's status fields), Argo CD's
+(TrainingJob, ModelVersion; InferenceService's are written from its API's status fields, rollout included), Argo CD's
 health_test.yaml style; and the argocd-cm snippet is generated from the scripts."""
 
 from pathlib import Path
@@ -58,6 +58,8 @@ def test_discovery_offers_retrain_with_a_template_and_promote_abort_during_a_can
     assert discovery(serving) == {"retrain": {"disabled": False}, "promote": {"disabled": True},
                                   "abort": {"disabled": True}}
     assert discovery(canary)["promote"] == discovery(canary)["abort"] == {"disabled": False}
+    paused, aborted = load("InferenceService", "rollout-paused.yaml"), load("InferenceService", "rollout-aborted.yaml")
+    assert discovery(paused)["promote"] == {"disabled": False} and discovery(aborted)["promote"] == {"disabled": True}
     del serving["spec"]["retrain"]
     assert discovery(serving)["retrain"] == {"disabled": True}
 

@@ -1,4 +1,5 @@
--- ACTION is "promote" (the canary takes all traffic) or "abort" (traffic back to the main version).
+-- ACTION is "promote" (the candidate takes all traffic) or "abort" (traffic back to the serving version); the
+-- operator acts once and removes the annotation.
 if obj.metadata.annotations == nil then
   obj.metadata.annotations = {}
 end
