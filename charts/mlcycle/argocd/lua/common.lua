@@ -30,10 +30,15 @@ local function health(obj, phases)
   if message == nil or message == "" then
     message = obj.status.phase
   end
-  -- A reconcile that keeps failing (retried by the operator) says what failed in Synced=False.
+  -- A reconcile that keeps failing (retried by the operator) says what failed: in Synced=False, or as the
+  -- reason ReconcileError of Reconciling=True.
   local synced = condition(obj, "Synced")
   if synced ~= nil and synced.status == "False" then
     return {status = "Degraded", message = synced.message}
+  end
+  local reconciling = condition(obj, "Reconciling")
+  if reconciling ~= nil and reconciling.status == "True" and reconciling.reason == "ReconcileError" then
+    return {status = "Degraded", message = reconciling.message}
   end
   return {status = phases[obj.status.phase] or "Unknown", message = message}
 end
