@@ -40,6 +40,13 @@ def adopt_crds(cluster, release: str, namespace: str) -> None:
                             f"meta.helm.sh/release-namespace={namespace}", "--overwrite")
 
 
+def base_values(namespace: str) -> dict:
+    """Watch the test's namespace; run on the local runtime; no kubeconfig to fall back on, so the operator has
+    the service account's rights or none."""
+    return {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
+            "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
+
+
 @pytest.fixture
 def install_chart(cluster, crds, local_runtime, session_operator_stopped, namespace):
     """`install_chart(**values)`: the chart in its own namespace, watching the test's namespace, its pods on the
@@ -49,11 +56,8 @@ def install_chart(cluster, crds, local_runtime, session_operator_stopped, namesp
     def install(**values) -> str:
         system = f"mlcycle-{uuid.uuid4().hex[:6]}"
         adopt_crds(cluster, RELEASE, system)
-        base = {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
-                # No kubeconfig to fall back on: the operator has the service account's rights or none.
-                "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
         releases.append(system)
-        chart.install(cluster.kubeconfig, RELEASE, system, base | values)
+        chart.install(cluster.kubeconfig, RELEASE, system, base_values(namespace) | values)
         return system
 
     yield install
@@ -178,3 +182,22 @@ def test_two_replicas_the_standby_takes_over_when_the_leader_process_is_killed(c
         assert len(created.uids) == JOBS and all(len(uids) == 1 for uids in created.uids.values()), created.uids
     finally:
         created.stop()
+
+
+def test_upgrade_keeps_working_and_uninstall_keeps_the_crds_and_the_users_resources(cluster, installed, namespace):
+    system = installed
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(trainingjob("kept", namespace)))
+    wait_for(lambda: get_json(cluster, "job", "kept", "-n", namespace), what="the operator at work")
+    chart.install(cluster.kubeconfig, RELEASE, system, base_values(namespace) | {"tempDir": {"sizeLimit": "3Gi"}},
+                  upgrade=True)
+    deployment = get_json(cluster, "deployment", RELEASE, "-n", system)
+    assert deployment["spec"]["template"]["spec"]["volumes"][0]["emptyDir"]["sizeLimit"] == "3Gi"
+    for crd in CRDS:
+        assert get_json(cluster, "crd", crd)["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+    assert chart.uninstall(cluster.kubeconfig, RELEASE, system).returncode == 0
+    assert all(get_json(cluster, "crd", crd) for crd in CRDS)
+    assert get_json(cluster, "trainingjob", "kept", "-n", namespace)
+    assert get_json(cluster, "clusterrole", RELEASE + "-cluster") is None  # the release itself is gone
+    # The operator is gone with it: let the fixture's operator-less clean-up find nothing to wait for.
+    cluster.kubectl_run("delete", "trainingjob", "kept", "-n", namespace, "--wait=false")

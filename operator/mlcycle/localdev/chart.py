@@ -74,14 +74,15 @@ def manifests(values: dict, **kwargs) -> list[dict]:
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def install(kubeconfig: Path, release: str, namespace: str, values: dict, timeout: str = "5m") -> None:
-    """`helm install --wait` into the cluster of `kubeconfig` (the namespace is created)."""
+def install(kubeconfig: Path, release: str, namespace: str, values: dict, timeout: str = "5m",
+            upgrade: bool = False) -> None:
+    """`helm install --wait` (or `helm upgrade`) into the cluster of `kubeconfig` (the namespace is created)."""
+    verb = ["upgrade"] if upgrade else ["install", "--create-namespace"]
     with tempfile.TemporaryDirectory() as tmp:
-        result = helm("install", release, str(CHART), "--kubeconfig", str(kubeconfig), "--namespace", namespace,
-                      "--create-namespace", "--wait", "--timeout", timeout,
-                      "-f", str(_values_file(values, Path(tmp))), check=False)
+        result = helm(*verb, release, str(CHART), "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+                      "--wait", "--timeout", timeout, "-f", str(_values_file(values, Path(tmp))), check=False)
     if result.returncode:
-        raise RuntimeError(f"helm install failed:\n{result.stdout}{result.stderr}")
+        raise RuntimeError(f"helm {verb[0]} failed:\n{result.stdout}{result.stderr}")
 
 
 def uninstall(kubeconfig: Path, release: str, namespace: str) -> subprocess.CompletedProcess:
