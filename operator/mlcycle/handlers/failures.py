@@ -4,7 +4,9 @@ and a `Synced=False` condition saying what failed, never in a resource stuck wit
 kopf never retries event-watching handlers (`on.event`): without this an exception there is only a log line.
 `@retried(kind)` reports the failure on the resource (condition, Warning event, metric) and calls the handler
 again after a backoff; timers and `on.delete` handlers are retried by kopf itself, so there it reports and
-re-raises. The next success writes `Synced=True`.
+re-raises. The next success writes `Synced=True`. While a retry is pending, events of the same object (our own
+status write among them) wait for it, unless its spec changed: otherwise each failure's status write would
+trigger the next attempt at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from mlcycle.api.base import API_VERSION
 log = logging.getLogger(__name__)
 MAX_BACKOFF_SECONDS = 300.0
 _attempts: dict[tuple, int] = {}  # failures in a row per (kind, namespace, name, handler)
-_scheduled: set[tuple] = set()  # keys with a retry pending (a burst of failing events schedules one)
+_scheduled: dict[tuple, int | None] = {}  # keys with a retry pending -> the generation that failed
 _guard = threading.Lock()
 
 
@@ -49,6 +51,9 @@ def retried(kind: str, target: Callable[[dict], tuple[str, str]] = _own):
         def handler(**kwargs):
             namespace, name = target(kwargs)
             key = (kind, namespace, name, fn.__name__)
+            generation = _generation(kwargs) if target is _own else None
+            if "event" in kwargs and _waiting_for_retry(key, generation):
+                return None
             try:
                 result = fn(**kwargs)
             except (kopf.TemporaryError, kopf.PermanentError):
@@ -63,7 +68,7 @@ def retried(kind: str, target: Callable[[dict], tuple[str, str]] = _own):
                 _report(kind, namespace, name, failure_message(fn.__name__, e, delay))
                 if "event" not in kwargs:
                     raise  # a timer or a deletion handler: kopf retries it
-                _schedule(key, delay, handler, kwargs)
+                _schedule(key, generation, delay, handler, kwargs)
                 return None
             with _guard:
                 failed_before = _attempts.pop(key, None)
@@ -76,15 +81,25 @@ def retried(kind: str, target: Callable[[dict], tuple[str, str]] = _own):
     return decorate
 
 
-def _schedule(key: tuple, delay: float, handler, kwargs: dict) -> None:
+def _generation(kwargs: dict) -> int | None:
+    return ((kwargs.get("body") or {}).get("metadata") or {}).get("generation")
+
+
+def _waiting_for_retry(key: tuple, generation: int | None) -> bool:
+    """A retry of `key` is pending and the object's spec is the one that failed."""
+    with _guard:
+        return key in _scheduled and (generation is None or _scheduled[key] == generation)
+
+
+def _schedule(key: tuple, generation: int | None, delay: float, handler, kwargs: dict) -> None:
     with _guard:
         if key in _scheduled:
             return
-        _scheduled.add(key)
+        _scheduled[key] = generation
 
     def again():
         with _guard:
-            _scheduled.discard(key)
+            _scheduled.pop(key, None)
         handler(**kwargs)
 
     timer = threading.Timer(delay, again)
