@@ -40,7 +40,8 @@ def test_the_user_is_the_charts_non_root_user():
     user = instructions()["USER"]
     assert user == f"{chartvalues.IMAGE_UID}:{chartvalues.IMAGE_UID}"  # numeric, so runAsNonRoot can check it
     values = yaml.safe_load((ROOT / "charts" / "mlcycle" / "values.yaml").read_text())
-    assert values["podSecurityContext"]["runAsUser"] == values["podSecurityContext"]["runAsGroup"] == int(user[:5])
+    pod = values["podSecurityContext"]
+    assert pod["runAsUser"] == pod["runAsGroup"] == chartvalues.IMAGE_UID and pod["runAsNonRoot"]
     run = instructions()["RUN"]
     assert f"--uid {chartvalues.IMAGE_UID}" in shlex.join(shlex.split(run))
 
