@@ -118,7 +118,11 @@ def test_the_service_account_may_do_what_the_operator_needs_and_nothing_else(clu
     system, other = installed, "default"
     allowed = [("get", "secrets", namespace), ("patch", "trainingjobs.mlcycle.io/status", namespace),
                ("create", "modelversions.mlcycle.io", namespace), ("create", "jobs.batch", namespace),
-               ("update", "leases.coordination.k8s.io/" + RELEASE, system)]
+               ("update", "leases.coordination.k8s.io/" + RELEASE, system),
+               # what the InferenceService controller applies and deletes (its e2e does not run under the chart)
+               ("patch", "inferenceservices.mlcycle.io", namespace), ("delete", "deployments.apps", namespace),
+               ("create", "horizontalpodautoscalers.autoscaling", namespace), ("delete", "services", namespace),
+               ("list", "pods", namespace)]
     for verb, resource, ns in allowed:
         assert can_i(cluster, system, verb, resource, "-n", ns), (verb, resource, ns)
     forbidden = [
