@@ -7,7 +7,7 @@ MLCYCLE := $(BIN)/mlcycle
 PYTEST_ARGS ?=
 
 .PHONY: install system-deps tools cluster-up cluster-down minio-up minio-down stack-up stack-down \
-        crds crds-check test test-unit lint dev kind-up bench clean
+        crds crds-check chart-schema chart-check image test test-unit lint dev kind-up bench clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -44,9 +44,17 @@ stack-down: install
 
 crds: install
 	$(MLCYCLE) crds
-	$(MLCYCLE) crds --out charts/mlcycle/crds
+	$(MLCYCLE) crds --out charts/mlcycle/files/crds
 crds-check: install
 	$(MLCYCLE) crds --check
+
+# charts/mlcycle/values.schema.json from operator/mlcycle/chartvalues.py.
+chart-schema: install
+	$(MLCYCLE) chart-schema
+
+# helm lint --strict + helm template, default values and every toggle (also run by `make test`).
+chart-check: install
+	$(BIN)/python -m mlcycle.localdev.chart
 
 lint: install
 	$(BIN)/ruff check operator tests
@@ -61,10 +69,22 @@ test-unit: install
 dev: install tools
 	$(MLCYCLE) dev
 
-# The other way in, for people with Docker: a kind cluster from kind-config.yaml.
+# The mlcycle image (Dockerfile), with docker or buildah: VARIANT=cpu (needs TORCH_INDEX_URL, PyTorch's CPU
+# wheel index) or VARIANT=cuda. The tag is the package version, -cuda for the CUDA variant.
+IMAGE ?= ghcr.io/mlcycle/mlcycle
+VARIANT ?= cpu
+TORCH_INDEX_URL ?=
+image:
+	@builder=$$(command -v docker || command -v buildah) || { echo "make image needs docker or buildah"; exit 1; }; \
+	version=$$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml); \
+	tag=$(IMAGE):$$version$$([ "$(VARIANT)" = cuda ] && echo -cuda); \
+	echo "$$builder build $$tag"; \
+	$$builder build --build-arg VARIANT=$(VARIANT) --build-arg TORCH_INDEX_URL=$(TORCH_INDEX_URL) -t $$tag .
+
+# The other way in, for people with Docker: a kind cluster from kind-config.yaml; then `make image`,
+# `kind load docker-image` and `helm install` (README, "Install on a cluster"), which installs the CRDs.
 kind-up:
 	kind create cluster --name mlcycle --config kind-config.yaml
-	kubectl apply --server-side -f crds/
 
 bench: install tools
 	$(BIN)/python -m mlcycle.bench.trainingjobs

@@ -58,11 +58,23 @@ def operator(crds, tmp_path_factory):
     from mlcycle.localdev.processes import start_operator
 
     # Re-check verified artifacts every 5 s instead of every minute, so the test of an overwritten artifact
-    # does not wait a minute twice.
-    op = start_operator(crds.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log",
-                        env={"MLCYCLE_ARTIFACT_RECHECK_SECONDS": "5"})
+    # does not wait a minute twice. Downloads go to a folder of its own, which a test makes unwritable.
+    folder = tmp_path_factory.mktemp("operator")
+    downloads = folder / "artifacts"
+    downloads.mkdir()
+    op = start_operator(crds.kubeconfig, folder / "operator.log",
+                        env={"MLCYCLE_ARTIFACT_RECHECK_SECONDS": "5", "MLCYCLE_ARTIFACT_DIR": str(downloads)})
     yield op
     op.stop()
+
+
+@pytest.fixture
+def session_operator_stopped(operator):
+    """For tests that run operators of their own: the session's operator (when other tests started it) would
+    reconcile their resources too. Started again afterwards."""
+    operator.stop()
+    yield
+    operator.restart()
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "drift": ("mlcycle.workloads.drift", "one drift check of a served model (runs in the <isvc>-drift CronJob)"),
     "verify": ("mlcycle.workloads.verify", "verify one ModelVersion's artifact (runs inside its verification pod)"),
     "crds": ("mlcycle.api.crdgen", "write crds/*.yaml from the pydantic API models"),
+    "chart-schema": ("mlcycle.chartvalues", "write charts/mlcycle/values.schema.json from the chart's values model"),
     "runtime": ("mlcycle.localdev.runtime", "local pod runtime: runs pods bound to its node as processes"),
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),
     "dev": ("mlcycle.localdev.dev", "bring up the local stack, the operator and the sample pipeline"),
@@ -24,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 def usage() -> str:
     lines = ["usage: mlcycle <command> [args]", "", "commands:"]
-    lines += [f"  {name:<10} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
+    lines += [f"  {name:<12} {help_}" for name, (_, help_) in SUBCOMMANDS.items()]
     return "\n".join(lines)
 
 

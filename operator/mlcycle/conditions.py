@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from mlcycle.clock import now_iso
 
+# Whether the last reconcile of the object went through (Crossplane's condition): False, with the error, while a
+# handler keeps failing and is being retried; the kstatus conditions keep saying what the object itself is doing.
+SYNCED = "Synced"
+RECONCILE_ERROR = "ReconcileError"
+
 
 def condition(type_: str, status: bool | str, reason: str, message: str = "", generation: int | None = None,
               ) -> dict:
@@ -49,3 +54,10 @@ def kstatus(phase_ready: bool, in_progress: bool, stalled: bool, reason: str, me
                   message if in_progress else "", generation),
         condition("Stalled", stalled, reason if stalled else "NotStalled", message if stalled else "", generation),
     ]
+
+
+def synced(error: str | None, generation: int | None) -> dict:
+    """Synced=True, or Synced=False with the error that the retried reconcile hit."""
+    if error is None:
+        return condition(SYNCED, True, "ReconcileSuccess", "", generation)
+    return condition(SYNCED, False, RECONCILE_ERROR, error, generation)

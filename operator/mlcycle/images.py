@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
-from mlcycle.api.trainingjob import DEFAULT_IMAGE
+from mlcycle import __version__
+
+# The image of this release, for an operator started without MLCYCLE_IMAGE (`mlcycle run` outside the chart).
+RELEASE_IMAGE = f"ghcr.io/mlcycle/mlcycle:{__version__}"
 
 
 def mlcycle_image() -> str:
     """The mlcycle image (trainer, fetch-model, agent, drift, verify): `MLCYCLE_IMAGE`, else the release's."""
-    return os.environ.get("MLCYCLE_IMAGE") or DEFAULT_IMAGE
+    return os.environ.get("MLCYCLE_IMAGE") or RELEASE_IMAGE

@@ -60,6 +60,13 @@ def observe_rollout(namespace: str, name: str, rollout: dict | None, events: lis
         elif reason == "AnalysisFailed":
             ROLLOUT_ANALYSES.labels(namespace, name).inc()
 
+VERIFICATIONS = Counter("mlcycle_modelversion_verifications_total", "ModelVersion artifact verifications by result "
+                        "(passed, or the failure reason)", ["result"])
+HANDLER_FAILURES = Counter("mlcycle_handler_failures_total", "Unexpected handler exceptions (each is retried)",
+                           ["kind", "error"])
+
+LEADER = Gauge("mlcycle_leader", "1 while this replica holds the leader-election Lease (0: standby)")
+
 
 @contextmanager
 def reconciling(kind: str):

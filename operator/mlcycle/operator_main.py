@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import threading
 
 import kopf
 
-from mlcycle import metrics
+from mlcycle import leader, metrics
 from mlcycle.api.base import GROUP
 from mlcycle.api.labels import FINALIZER
 
@@ -38,6 +40,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint /healthz")
     parser.add_argument("--metrics-port", type=int, default=8081, help="Prometheus metrics (/metrics)")
     parser.add_argument("--standalone", action="store_true", help="skip kopf peering (one replica)")
+    election = parser.add_argument_group("leader election (several replicas: only the Lease holder reconciles)")
+    election.add_argument("--leader-election", action="store_true", help="reconcile only while holding the Lease")
+    election.add_argument("--lease-name", default="mlcycle")
+    election.add_argument("--lease-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+    election.add_argument("--lease-duration", type=int, default=15, help="seconds before a standby takes over")
+    election.add_argument("--renew-deadline", type=int, default=10, help="seconds a leader may fail to renew")
+    election.add_argument("--retry-period", type=int, default=2, help="seconds between renewals")
     parser.add_argument("--verbose", "-v", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -45,10 +54,37 @@ def main(argv: list[str]) -> int:
     import mlcycle.handlers  # noqa: F401  (registers the handlers with kopf)
 
     metrics.serve(args.metrics_port)
-    asyncio.run(kopf.operator(
+    asyncio.run(_run(args))
+    return 0
+
+
+async def _run(args: argparse.Namespace) -> None:
+    if args.leader_election:
+        leading = leader.campaign(args.lease_name, args.lease_namespace, leader.default_identity(),
+                                  args.lease_duration, args.renew_deadline, args.retry_period)
+        await _standby(args.health_port, leading)
+    await kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
-        standalone=True if args.standalone else None,
+        # The Lease decides who runs; kopf's own peering would only pause a second operator, later.
+        standalone=True if args.standalone or args.leader_election else None,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
-    ))
-    return 0
+    )
+
+
+async def _standby(port: int, leading: threading.Event) -> None:
+    """Answer /healthz while waiting for the Lease (a standby is alive), then free the port for kopf's probe."""
+    from aiohttp import web
+
+    async def healthz(_request):
+        return web.Response(text="standby\n")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "0.0.0.0", port).start()
+    try:
+        await asyncio.to_thread(leading.wait)
+    finally:
+        await runner.cleanup()

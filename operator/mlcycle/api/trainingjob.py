@@ -45,8 +45,6 @@ PRINTER_COLUMNS = [
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
-DEFAULT_IMAGE = "ghcr.io/mlcycle/mlcycle:0.1.0"
-
 Args = Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=MAX_ITEMS)]
 
 
@@ -192,11 +190,9 @@ class TrainingJobSpec(ApiModel):
         )
     )
 
-    image: str = Field(
-        DEFAULT_IMAGE,
-        min_length=1,
-        max_length=512,
-        description="Container image; the default has the built-in trainer.",
+    image: str | None = Field(
+        None, min_length=1, max_length=512, description="Container image; unset: the operator's mlcycle image (the "
+        "Helm chart's image value), which has the built-in trainer."
     )
     command: Args | None = Field(None, description="Entrypoint for a user image; replaces the built-in trainer.")
     args: Args | None = Field(None, description="Arguments to command (or to the image's entrypoint).")

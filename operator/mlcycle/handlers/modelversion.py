@@ -25,6 +25,7 @@ from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
 from mlcycle.conditions import condition, merge_conditions
+from mlcycle.handlers.failures import retried
 from mlcycle.modelversion import deletion, metadata, verification, verifyjob
 from mlcycle.modelversion import status as mv_status
 
@@ -40,6 +41,7 @@ _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(thread
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@retried(KIND)
 def on_modelversion_event(namespace, spec, **_):
     if spec.get("modelName"):
         reconcile_model(namespace, spec["modelName"])
@@ -52,6 +54,7 @@ def on_verification_job_event(namespace, labels, **_):
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
+@retried("InferenceService")
 def on_inferenceservice_event(namespace, spec, **_):
     """servedBy follows the InferenceServices that refer to a model."""
     refs = [spec.get("model") or {}, (spec.get("canary") or {}).get("model") or {}]
@@ -76,6 +79,7 @@ def _verified(annotations, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_retry_pending)
+@retried(KIND)
 def on_retry_timer(namespace, spec, annotations, **_):
     """Healable verification failures: verify again once the backoff has passed."""
     if verification.retry_due(_record(annotations), datetime.now(UTC)):
@@ -83,6 +87,7 @@ def on_retry_timer(namespace, spec, annotations, **_):
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, when=_verified)
+@retried(KIND)
 def on_recheck_timer(namespace, name, spec, **_):
     """Artifacts are immutable: notice an object that was overwritten or removed after it was verified."""
     recheck(namespace, name, spec["modelName"])

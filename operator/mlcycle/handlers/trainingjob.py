@@ -14,12 +14,13 @@ import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from mlcycle import kube, metrics, redaction, storage
+from mlcycle import images, kube, metrics, redaction, storage
 from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
 from mlcycle.api.trainingjob import KIND, PLURAL, TrainingJobSpec
 from mlcycle.clients import s3
 from mlcycle.conditions import condition, merge_conditions
+from mlcycle.handlers.failures import retried
 from mlcycle.trainingjob import manifests, registration
 from mlcycle.trainingjob.status import FINISHED, training_status, ttl_expired
 
@@ -36,6 +37,7 @@ _waiting_guard = threading.Lock()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@retried(KIND)
 def on_trainingjob_event(type, namespace, name, body, **_):
     if type == "DELETED":
         _locks.pop((namespace, name), None)
@@ -49,6 +51,8 @@ def on_trainingjob_event(type, namespace, name, body, **_):
 
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
+@retried(KIND, target=lambda kwargs: (kwargs["namespace"], (kwargs.get("annotations") or {}).get(
+    keys.OWNER_NAME_ANNOTATION) or kwargs["labels"][manifests.LABEL]))
 def on_child_event(namespace, labels, annotations, **_):
     # The label value may be a cut name (names.label_value); the annotation has the whole one.
     reconcile(namespace, annotations.get(keys.OWNER_NAME_ANNOTATION) or labels[manifests.LABEL])
@@ -63,6 +67,7 @@ def _needs_timer(status, spec, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_needs_timer)
+@retried(KIND)
 def on_finished_timer(namespace, name, **_):
     """TTL clean-up and registration retries for finished jobs (nothing else needs a clock)."""
     reconcile(namespace, name)
@@ -70,6 +75,7 @@ def on_finished_timer(namespace, name, **_):
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=60, idle=60,
             when=lambda status, **_: (status or {}).get("phase") not in FINISHED)
+@retried(KIND)
 def on_resync_timer(namespace, name, **_):
     """A periodic resync of unfinished jobs, so a reconcile that failed is retried without a new event."""
     reconcile(namespace, name)
@@ -103,7 +109,11 @@ def _reconcile(namespace: str, name: str) -> None:
     job, pods = None, []
     if not invalid:
         try:
-            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec))
+            # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
+            # upgrade (a Job's pod template cannot change).
+            image = manifests.job_image(kube.get("batch/v1", "Job", namespace, manifests.child_name(name)))
+            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec,
+                                                   image or images.mlcycle_image()))
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
                 kube.apply(service)

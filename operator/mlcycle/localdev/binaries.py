@@ -7,7 +7,9 @@ Go modules. Builds take minutes the first time; progress goes to stderr.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +26,10 @@ COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
     "etcd": (versions.ETCD, ("etcd",)),
     "kwok": (versions.KWOK, ("kwok", "kwokctl")),
     "minio": (versions.MINIO, ("minio",)),
+    "helm": (versions.HELM, ("helm",)),
 }
+# component -> the package pattern `go install` builds each binary from
+GO_INSTALL = {"kwok": "sigs.k8s.io/kwok/cmd/{}", "minio": "github.com/minio/{}", "helm": "helm.sh/helm/v3/cmd/{}"}
 
 ETCD_MAIN = """package main
 
@@ -74,11 +79,21 @@ def _staging_replaces(kubernetes_version: str, workdir: Path) -> list[str]:
         ["go", "mod", "download", "-json", f"k8s.io/kubernetes@{kubernetes_version}"],
         cwd=workdir, check=True, capture_output=True, text=True,
     ).stdout
-    import json
-
     gomod = Path(json.loads(out)["GoMod"]).read_text()
     mods = [line.split("=>")[0].strip() for line in gomod.splitlines() if "=> ./staging/" in line]
     return [f"{m}={m}@{versions.STAGING}" for m in mods]
+
+
+def _helm_stamp(version: str, workdir: Path) -> str:
+    """What helm's release build stamps: its version, and the Kubernetes version of its client-go as the default
+    of `.Capabilities.KubeVersion` for `helm template`/`lint` (unstamped it is 1.20, too old for most charts)."""
+    out = subprocess.run(["go", "mod", "download", "-json", f"helm.sh/helm/v3@{version}"], cwd=workdir, check=True,
+                         capture_output=True, text=True).stdout
+    minor = re.search(r"k8s\.io/client-go v0\.(\d+)\.", Path(json.loads(out)["GoMod"]).read_text()).group(1)
+    flags = [f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    for pkg in ("helm.sh/helm/v3/pkg/chartutil", "helm.sh/helm/v3/pkg/lint/rules"):
+        flags += [f"-X {pkg}.k8sVersionMajor=1", f"-X {pkg}.k8sVersionMinor={minor}"]
+    return " " + " ".join(flags)
 
 
 def _version_ldflags() -> str:
@@ -105,10 +120,10 @@ def build(component: str) -> None:
     if component in ("kubernetes", "etcd"):
         _build_in_module(component, version, names, work, staging)
     else:
-        module = {"kwok": "sigs.k8s.io/kwok/cmd/{}", "minio": "github.com/minio/{}"}[component]
+        stamp = _helm_stamp(version, work) if component == "helm" else ""
         for name in names:
-            _go(["install", "-trimpath", "-ldflags=-s -w", f"{module.format(name)}@{version}"], work,
-                env={"GOBIN": str(staging)})
+            _go(["install", "-trimpath", f"-ldflags=-s -w{stamp}", f"{GO_INSTALL[component].format(name)}@{version}"],
+                work, env={"GOBIN": str(staging)})
     shutil.rmtree(dest, ignore_errors=True)
     staging.rename(dest)
     log(f"built {component}: {', '.join(names)}")

@@ -24,6 +24,7 @@ class OperatorProcess:
     log_path: Path
     kubeconfig: Path
     env: dict[str, str] | None = None
+    args: tuple[str, ...] = ()
 
     def healthy(self) -> bool:
         return http_ok(f"http://127.0.0.1:{self.health_port}/healthz")
@@ -35,20 +36,21 @@ class OperatorProcess:
         """Kill the operator (SIGKILL: no clean shutdown, like a crashed pod) and start it again."""
         self.stop(sig)
         fresh = start_operator(self.kubeconfig, self.log_path, timeout, self.health_port, self.metrics_port,
-                               self.env)
+                               self.env, self.args)
         self.process = fresh.process
 
 
 def start_operator(kubeconfig: Path, log_path: Path, timeout: float = 60, health: int | None = None,
-                   metrics: int | None = None, env: dict[str, str] | None = None) -> OperatorProcess:
-    """Run `mlcycle run` against `kubeconfig` and wait for its liveness endpoint."""
+                   metrics: int | None = None, env: dict[str, str] | None = None,
+                   args: tuple[str, ...] = ("--standalone",)) -> OperatorProcess:
+    """Run `mlcycle run *args` against `kubeconfig` and wait for its liveness endpoint."""
     health, metrics = health or free_port(), metrics or free_port()
     # The operator's own workload pods (verification Jobs) run for real, on the local runtime's node.
     local = placement_env({runtime.NODE_LABEL: "true"}, [runtime.TOLERATION])
     process_env = {**os.environ, **local, **(env or {}), "KUBECONFIG": str(kubeconfig)}
-    proc = background.spawn([sys.executable, "-m", "mlcycle.cli", "run", "--standalone",
+    proc = background.spawn([sys.executable, "-m", "mlcycle.cli", "run", *args,
                              f"--health-port={health}", f"--metrics-port={metrics}"], process_env, log_path)
-    op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env)
+    op = OperatorProcess(proc, health, metrics, log_path, kubeconfig, env, tuple(args))
     background.wait_ready(proc, op.healthy, timeout, "the operator", log_path)
     return op
 

@@ -6,8 +6,10 @@ spec.nodeName, land there), keeps it Ready with a Lease heartbeat, and runs its 
 
 - each pod gets a loopback address 127.0.0.N as podIP. An LD_PRELOAD shim (runtime_shim.c) makes its
   processes' wildcard bind() bind that address (pods can share ports, like in a cluster), sends a connect()
-  to localhost to the pod's own address when the pod listens on that port, redirects opening the
-  terminationMessagePath to the pod's file, and kills the process if the runtime dies;
+  to localhost to the pod's own address when the pod listens on that port, redirects opening (and stat) of
+  the terminationMessagePath and of files in secret/configMap/downwardAPI/projected mounts to the pod's own
+  files (so in-cluster config finds the service account token, ca.crt and namespace that the ServiceAccount
+  admission mounts, with a token from the TokenRequest API), and kills the process if the runtime dies;
 - cluster DNS names of its pods (`<hostname>.<subdomain>.<ns>.svc.cluster.local` and shorter) and of the
   Services selecting them resolve through nss_wrapper (Debian package `libnss-wrapper`) from a hosts file per
   namespace, rewritten atomically on change (nss_wrapper re-reads a replaced file on the next lookup);
@@ -24,10 +26,10 @@ spec.nodeName, land there), keeps it Ready with a Lease heartbeat, and runs its 
 
 Limits: there is no kubelet API (`kubectl logs/exec/port-forward` do not work; read the log files); a
 Service has no ClusterIP of its own here and no load balancing (one ready pod answers); only processes
-started by the runtime see the pod addresses' names (the host resolves none of them); paths a program reads
-from files or hardcodes (other than the termination message) are host paths, so in-cluster config (the
-service account token path) does not work; no resource isolation, and the processes run as the runtime's
-user; one runtime per machine (pod addresses are not coordinated between runtimes).
+started by the runtime see the pod addresses' names (the host resolves none of them); other paths a program
+hardcodes (not in argv, env or workingDir, where mount paths are rewritten) are host paths; no resource
+isolation, and the processes run as the runtime's user (runAsUser and readOnlyRootFilesystem are not enforced);
+one runtime per machine (pod addresses are not coordinated between runtimes).
 
 Modules: runtime_spec (what a container runs: image, argv, env, paths), runtime_status (kubelet's status),
 runtime_hosts (the DNS stand-in) are pure; runtime_api talks to the API server; runtime_pod runs one pod;

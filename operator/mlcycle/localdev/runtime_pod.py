@@ -21,13 +21,13 @@ from mlcycle.clock import now_iso as now
 from mlcycle.localdev.runtime_api import ApiError
 from mlcycle.localdev.runtime_hosts import PodAddress
 from mlcycle.localdev.runtime_spec import (
-    DEFAULT_TERMINATION_MESSAGE_PATH,
     ConfigError,
     StartError,
     container_argv,
     container_dir,
     container_env,
     expand,
+    file_mounts,
     image_kind,
     map_paths,
     path_mapping,
@@ -332,9 +332,7 @@ class PodWorker(threading.Thread):
                        "LD_PRELOAD": preload, "MLCYCLE_POD_IP": self.ip, "MLCYCLE_RUNTIME_PID": str(os.getpid()),
                        "NSS_WRAPPER_HOSTS": str(rt.hosts_file(self.ns)), "NSS_WRAPPER_HOSTNAME": self.hostname,
                        "MLCYCLE_SERVICE_PORTS": str(rt.service_ports_file),
-                       "MLCYCLE_TERMINATION_MESSAGE_PATH": c.spec.get("terminationMessagePath")
-                       or DEFAULT_TERMINATION_MESSAGE_PATH,
-                       "MLCYCLE_TERMINATION_MESSAGE_FILE": message_file}
+                       "MLCYCLE_FILE_MOUNTS": file_mounts(pod, c.spec, mapping)}
         return argv, process_env, cwd, mapping
 
     def _materialize_volumes(self) -> None:

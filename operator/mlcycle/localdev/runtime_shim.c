@@ -9,8 +9,10 @@
  * the pod address when the pod listens on that port (looked up in /proc/net/tcp{,6}); otherwise it goes
  * to the host as asked (the API server, MinIO). A connect() to another pod's address on a Service port
  * whose targetPort differs goes to the targetPort ($MLCYCLE_SERVICE_PORTS lists `<ip> <port> <target>`).
- * Programs write the termination message to a fixed path (/dev/termination-log): open()/fopen() of exactly
- * $MLCYCLE_TERMINATION_MESSAGE_PATH opens the pod's own $MLCYCLE_TERMINATION_MESSAGE_FILE instead.
+ * Programs read and write some files at fixed container paths: the termination message (/dev/termination-log)
+ * and the files of secret, configMap, downwardAPI and projected volumes (the service account token, ca.crt and
+ * namespace of in-cluster config). open()/fopen()/stat()/access() of a path under one of the container paths
+ * in $MLCYCLE_FILE_MOUNTS (lines `<container path>\t<host path>`, longest first) use the host path instead.
  * getaddrinfo() adds what nss_wrapper (the cluster DNS stand-in) lacks: AI_V4MAPPED, i.e. an AF_INET6
  * lookup of a name with only an IPv4 address answers ::ffff:a.b.c.d (torch's TCPStore asks exactly that).
  * The process started by the runtime itself (its pid's parent is $MLCYCLE_RUNTIME_PID) also asks to be
@@ -210,11 +212,29 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
     return real_getaddrinfo(mapped, service, &v6_hints, res);
 }
 
-static const char *termination_message_file(const char *path) {
-    const char *from = getenv("MLCYCLE_TERMINATION_MESSAGE_PATH");
-    const char *to = getenv("MLCYCLE_TERMINATION_MESSAGE_FILE");
-    return path != NULL && from != NULL && to != NULL && strcmp(path, from) == 0 ? to : path;
+/* `path` with its container-path prefix replaced by the host path ($MLCYCLE_FILE_MOUNTS), written into `buf`;
+ * `path` itself when no entry matches. */
+static const char *file_mount(const char *path, char *buf, size_t size) {
+    const char *map = getenv("MLCYCLE_FILE_MOUNTS");
+    if (path == NULL || map == NULL || path[0] != '/')
+        return path;
+    while (*map != '\0') {
+        const char *tab = strchr(map, '\t');
+        const char *end = strchr(map, '\n');
+        if (end == NULL)
+            end = map + strlen(map);
+        if (tab == NULL || tab > end)
+            return path;
+        size_t n = (size_t)(tab - map);
+        if (strncmp(path, map, n) == 0 && (path[n] == '/' || path[n] == '\0')) {
+            int len = snprintf(buf, size, "%.*s%s", (int)(end - tab - 1), tab + 1, path + n);
+            return len > 0 && (size_t)len < size ? buf : path;
+        }
+        map = *end == '\0' ? end : end + 1;
+    }
+    return path;
 }
+#define MAPPED(path) file_mount(path, mapped_buf, sizeof mapped_buf)
 
 static mode_t mode_arg(int flags, va_list ap) {
     return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? va_arg(ap, mode_t) : 0;
@@ -230,7 +250,8 @@ static mode_t mode_arg(int flags, va_list ap) {
         va_start(ap, flags);                                                          \
         mode_t mode = mode_arg(flags, ap);                                            \
         va_end(ap);                                                                   \
-        return real(termination_message_file(path), flags, mode);                     \
+        char mapped_buf[4096];                                                        \
+        return real(MAPPED(path), flags, mode);                                       \
     }
 #define WRAP_OPENAT(name)                                                             \
     int name(int dirfd, const char *path, int flags, ...) {                           \
@@ -241,14 +262,16 @@ static mode_t mode_arg(int flags, va_list ap) {
         va_start(ap, flags);                                                          \
         mode_t mode = mode_arg(flags, ap);                                            \
         va_end(ap);                                                                   \
-        return real(dirfd, termination_message_file(path), flags, mode);              \
+        char mapped_buf[4096];                                                        \
+        return real(dirfd, MAPPED(path), flags, mode);                                \
     }
 #define WRAP_FOPEN(name)                                                              \
     FILE *name(const char *path, const char *mode) {                                  \
         static FILE *(*real)(const char *, const char *) = NULL;                      \
         if (real == NULL)                                                             \
             real = (FILE * (*)(const char *, const char *)) dlsym(RTLD_NEXT, #name);  \
-        return real(termination_message_file(path), mode);                            \
+        char mapped_buf[4096];                                                        \
+        return real(MAPPED(path), mode);                                              \
     }
 WRAP_OPEN(open)
 WRAP_OPEN(open64)
@@ -256,3 +279,44 @@ WRAP_OPENAT(openat)
 WRAP_OPENAT(openat64)
 WRAP_FOPEN(fopen)
 WRAP_FOPEN(fopen64)
+
+/* stat, lstat, fstatat and access of the same paths, so a program that checks a file exists finds it. The stat
+ * buffer is passed through untouched (`void *`: struct stat and struct stat64 alike, without <sys/stat.h>). */
+#define WRAP_STAT(name)                                                               \
+    int name(const char *path, void *st) {                                            \
+        static int (*real)(const char *, void *) = NULL;                              \
+        if (real == NULL)                                                             \
+            real = (int (*)(const char *, void *))dlsym(RTLD_NEXT, #name);            \
+        char mapped_buf[4096];                                                        \
+        return real(MAPPED(path), st);                                                \
+    }
+#define WRAP_FSTATAT(name)                                                            \
+    int name(int dirfd, const char *path, void *st, int flags) {                      \
+        static int (*real)(int, const char *, void *, int) = NULL;                    \
+        if (real == NULL)                                                             \
+            real = (int (*)(int, const char *, void *, int))dlsym(RTLD_NEXT, #name);  \
+        char mapped_buf[4096];                                                        \
+        return real(dirfd, MAPPED(path), st, flags);                                  \
+    }
+WRAP_STAT(stat)
+WRAP_STAT(stat64)
+WRAP_STAT(lstat)
+WRAP_STAT(lstat64)
+WRAP_FSTATAT(fstatat)
+WRAP_FSTATAT(fstatat64)
+
+int access(const char *path, int mode) {
+    static int (*real)(const char *, int) = NULL;
+    if (real == NULL)
+        real = (int (*)(const char *, int))dlsym(RTLD_NEXT, "access");
+    char mapped_buf[4096];
+    return real(MAPPED(path), mode);
+}
+
+int faccessat(int dirfd, const char *path, int mode, int flags) {
+    static int (*real)(int, const char *, int, int) = NULL;
+    if (real == NULL)
+        real = (int (*)(int, const char *, int, int))dlsym(RTLD_NEXT, "faccessat");
+    char mapped_buf[4096];
+    return real(dirfd, MAPPED(path), mode, flags);
+}

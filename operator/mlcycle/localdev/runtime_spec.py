@@ -234,6 +234,21 @@ def path_mapping(pod: dict, container: dict, pod_dir: Path, claims_dir: Path,
     return mapping
 
 
+# Volumes whose files the runtime writes: programs read them at fixed container paths (in-cluster config reads
+# /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt,namespace}).
+FILE_VOLUMES = ("secret", "configMap", "downwardAPI", "projected")
+
+
+def file_mounts(pod: dict, container: dict, mapping: dict[str, str]) -> str:
+    """$MLCYCLE_FILE_MOUNTS for the shim: `<container path>\t<host path>` lines, longest first, for the mounts of
+    file volumes and the termination message, whose opens and stats the shim sends to the host path."""
+    volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
+    paths = {m["mountPath"].rstrip("/") or "/" for m in container.get("volumeMounts") or []
+             if any(kind in volumes[m["name"]] for kind in FILE_VOLUMES)}
+    paths.add(container.get("terminationMessagePath") or DEFAULT_TERMINATION_MESSAGE_PATH)
+    return "\n".join(f"{path}\t{mapping[path]}" for path in sorted(paths, key=lambda p: (-len(p), p)))
+
+
 def termination_message_file(pod_dir: Path, container: str) -> Path:
     return container_dir(pod_dir, container) / "termination-log"
 

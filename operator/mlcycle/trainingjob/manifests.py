@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from mlcycle import names, podenv, podspec
+from mlcycle import images, names, podenv, podspec
 from mlcycle.api import labels as keys
 from mlcycle.api.base import owner_reference
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
@@ -72,10 +72,10 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
     return env + [e.to_api() for e in spec.env or []]
 
 
-def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict:
+def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec, default_image: str) -> dict:
     container = {
         "name": "trainer",
-        "image": spec.image,
+        "image": spec.image or default_image,
         "command": spec.command or ["mlcycle", "train"],
         "env": trainer_env(name, namespace, uid, spec),
         "resources": podspec.container_resources(spec.resources),
@@ -111,15 +111,23 @@ def annotations(name: str) -> dict:
     return {keys.OWNER_NAME_ANNOTATION: name}
 
 
-def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> dict:
-    """The Job running the workers. `suspend` is set only when the TrainingJob asks for it: with server-side
-    apply, leaving it out lets another controller (Kueue) own it, and dropping it resumes the Job."""
+def job_image(job: dict | None) -> str | None:
+    """The trainer image of an existing Job (its pod template cannot change)."""
+    containers = (job or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+    return next((c.get("image") for c in containers if c.get("name") == "trainer"), None)
+
+
+def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec,
+                default_image: str = images.RELEASE_IMAGE) -> dict:
+    """The Job running the workers, in `spec.image` or else `default_image`. `suspend` is set only when the
+    TrainingJob asks for it: with server-side apply, leaving it out lets another controller (Kueue) own it, and
+    dropping it resumes the Job."""
     job_spec: dict = {
         "parallelism": spec.workers,
         "completions": spec.workers,
         "backoffLimit": spec.run_policy.backoff_limit,
         "template": {"metadata": {"labels": labels(name), "annotations": annotations(name)},
-                     "spec": _pod_spec(name, namespace, uid, spec)},
+                     "spec": _pod_spec(name, namespace, uid, spec, default_image)},
     }
     if spec.workers > 1:
         job_spec["completionMode"] = "Indexed"

@@ -59,7 +59,7 @@ def test_examples_cover_all_three_kinds():
 
 def test_defaults_match_the_trainer_contract():
     spec = TrainingJobSpec.model_validate(minimal_spec())
-    assert spec.image == "ghcr.io/mlcycle/mlcycle:0.1.0"
+    assert spec.image is None  # the operator's image (MLCYCLE_IMAGE from the chart) is used
     assert spec.trainer.model.hidden_layers == [64, 64] and spec.trainer.model.dropout == 0
     hp = spec.trainer.hyperparameters
     assert (hp.epochs, hp.batch_size, hp.learning_rate) == (10, 64, 0.001)

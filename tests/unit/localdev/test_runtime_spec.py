@@ -8,6 +8,7 @@ from mlcycle.localdev.runtime_spec import (
     container_argv,
     container_env,
     expand,
+    file_mounts,
     image_kind,
     map_paths,
     path_mapping,
@@ -154,3 +155,17 @@ def test_volume_files():
 def test_named_probe_port():
     assert probe_port("http", {"name": "m", "ports": [{"name": "http", "containerPort": 8000}]}) == 8000
     assert probe_port(9000, {"name": "m"}) == 9000
+
+
+def test_file_mounts_list_file_volumes_and_the_termination_message_longest_first():
+    pod = {"metadata": {"name": "p", "namespace": "ns"}, "spec": {"volumes": [
+        {"name": "kube-api-access", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
+        {"name": "tmp", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}]}}
+    container = {"name": "c", "volumeMounts": [
+        {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
+        {"name": "tmp", "mountPath": "/tmp"}, {"name": "cfg", "mountPath": "/etc/cfg/"}]}
+    mapping = path_mapping(pod, container, Path("/pods/p"), Path("/claims"), {})
+    lines = file_mounts(pod, container, mapping).split("\n")
+    assert lines == ["/var/run/secrets/kubernetes.io/serviceaccount\t/pods/p/volumes/kube-api-access",
+                     "/dev/termination-log\t/pods/p/containers/c/termination-log",
+                     "/etc/cfg\t/pods/p/volumes/cfg"]  # not /tmp: an emptyDir's paths are rewritten in argv and env

@@ -108,3 +108,11 @@ def test_user_command_replaces_the_builtin_trainer():
 def test_each_run_writes_under_its_own_prefix():
     env = env_of(manifests.desired_job("iris", "ns", "0123456789ab", spec(output={"uri": "s3://models/iris/"})))
     assert env["MLCYCLE_OUTPUT_URI"]["value"] == "s3://models/iris/01234567"
+
+
+def test_the_trainer_image_is_the_operators_unless_the_spec_names_one():
+    job = manifests.desired_job("iris", "ns", "u", spec(), default_image="registry.example/mlcycle:2.0")
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/mlcycle:2.0"
+    assert manifests.job_image(job) == "registry.example/mlcycle:2.0"
+    mine = manifests.desired_job("iris", "ns", "u", spec(image="example.com/me/train:1"), default_image="x")
+    assert manifests.job_image(mine) == "example.com/me/train:1" and manifests.job_image(None) is None
