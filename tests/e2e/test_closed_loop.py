@@ -17,30 +17,21 @@ import yaml
 
 from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
-from mlcycle.localdev.sample import FEATURES, iris_like_csv, storage_secret, training_job
-from serving_client import Client, infer_once
+from mlcycle.localdev.sample import (
+    FEATURES,
+    SHIFT,
+    feature_rows,
+    iris_like_csv,
+    shifted_csv,
+    storage_secret,
+    training_job,
+)
+from mlcycle.localdev.traffic import Client, infer_once
 from waiting import wait_for
-
-SHIFT = {"petal_length": 2.5, "petal_width": 1.2}  # what the world does to two of the four features
-
-
-def shifted_csv(data: bytes) -> bytes:
-    """The same rows with SHIFT added: data B, the world after the shift."""
-    lines = data.decode().splitlines()
-    header = lines[0].split(",")
-    out = [lines[0]]
-    for line in lines[1:]:
-        values = line.split(",")
-        for feature, delta in SHIFT.items():
-            i = header.index(feature)
-            values[i] = f"{float(values[i]) + delta:.2f}"
-        out.append(",".join(values))
-    return ("\n".join(out) + "\n").encode()
 
 
 def rows_of(data: bytes) -> np.ndarray:
-    return np.array([[float(v) for v in line.split(",")[:len(FEATURES)]] for line in data.decode().splitlines()[1:]],
-                    dtype=np.float32)
+    return np.array(feature_rows(data), dtype=np.float32)
 
 
 def kubectl_json(cluster, *args):

@@ -22,8 +22,8 @@ from mlcycle.clients import s3
 from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
+from mlcycle.localdev.traffic import Client, infer_once
 from modelversion_artifacts import Classifier, torchscript_bytes
-from serving_client import Client, infer_once
 from waiting import wait_for
 
 SIGNATURE = {"inputs": [{"name": "INPUT__0", "dtype": "FP32", "shape": [-1, 4]}],

@@ -12,13 +12,15 @@ import time
 
 import yaml
 
+from mlcycle.api.inferenceservice import AGENT_PORT
 from mlcycle.localdev import cluster as cluster_mod
+from mlcycle.localdev import loop, runtime, sample, traffic
 from mlcycle.localdev import minio as minio_mod
-from mlcycle.localdev import runtime, sample
 from mlcycle.localdev.paths import LOCAL, REPO_ROOT
 from mlcycle.localdev.processes import start_operator
 
-NAMESPACE = "mlcycle-sample"
+NAMESPACE = loop.NAMESPACE
+SHIFTED_DATASET = "s3://datasets/iris/iris-shifted.csv"
 RUNTIME_NODE = "mlcycle-local"
 # The runtime's node is tainted so that only pods meant to really run land there.
 RUNTIME_LABEL = {runtime.NODE_LABEL: "true"}
@@ -33,11 +35,14 @@ def install_crds(cluster: cluster_mod.Cluster) -> None:
 
 
 def upload_sample(server: minio_mod.MinioServer) -> None:
+    """The sample dataset, and the same after the world shifts (what retraining learns from)."""
     data = sample.iris_like_csv()
+    shifted = sample.shifted_csv(sample.iris_like_csv(seed=11))
     client = server.client()
-    for bucket in ("datasets", "models"):
+    for bucket in ("datasets", "models", "logs"):
         server.make_bucket(bucket)
     client.put_object("datasets", "iris/iris.csv", io.BytesIO(data), len(data), content_type="text/csv")
+    client.put_object("datasets", "iris/iris-shifted.csv", io.BytesIO(shifted), len(shifted), content_type="text/csv")
 
 
 def _get(cluster, *args) -> dict:
@@ -79,19 +84,25 @@ def wait_model_version(cluster, name: str, timeout: float) -> dict:
 def serve(cluster: cluster_mod.Cluster, timeout: float) -> dict:
     """Serve the model's production version; print the InferenceService's phase changes until it is Ready."""
     isvc = sample.inference_service("iris", NAMESPACE, "sample-s3", node_selector=RUNTIME_LABEL,
-                                    tolerations=[RUNTIME_TOLERATION])
+                                    tolerations=[RUNTIME_TOLERATION], retrain_dataset=SHIFTED_DATASET)
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(isvc))
+    # Requests meanwhile: a newer version rolls out progressively, and its analysis needs traffic.
+    client = traffic.Client(cluster, "iris", NAMESPACE, sample.feature_rows(sample.iris_like_csv()))
     seen, deadline = None, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = _get(cluster, "inferenceservice", "iris", "-n", NAMESPACE).get("status") or {}
-        shown = (status.get("phase"), status.get("servedModelVersion"), status.get("message"))
-        if shown != seen:
-            seen = shown
-            print(f"[dev] InferenceService iris: {shown[0]} serving={shown[1]} — {shown[2]}", flush=True)
-        rolling = "rolling out" in (status.get("message") or "")
-        if status.get("phase") == "Ready" and not rolling or status.get("phase") == "Failed":
-            return status
-        time.sleep(1)
+    try:
+        while time.monotonic() < deadline:
+            status = _get(cluster, "inferenceservice", "iris", "-n", NAMESPACE).get("status") or {}
+            rollout = (status.get("rollout") or {}).get("phase")
+            shown = (status.get("phase"), status.get("servedModelVersion"), status.get("message"))
+            if shown != seen:
+                seen = shown
+                print(f"[dev] InferenceService iris: {shown[0]} serving={shown[1]} — {shown[2]}", flush=True)
+            if status.get("phase") == "Ready" and rollout not in ("Progressing", "Paused") or \
+                    status.get("phase") == "Failed":
+                return status
+            time.sleep(1)
+    finally:
+        client.close()
     raise TimeoutError(f"InferenceService iris was not Ready in {timeout:.0f}s")
 
 
@@ -101,7 +112,7 @@ def predict(cluster: cluster_mod.Cluster, rows: list[list[float]]) -> None:
     import tritonclient.http as httpclient
 
     address = cluster_mod.service_backend(cluster, "iris", NAMESPACE)
-    client = httpclient.InferenceServerClient(f"{address}:8000")
+    client = httpclient.InferenceServerClient(f"{address}:{AGENT_PORT}")  # the Service's http port: the agent
     batch = np.array(rows, dtype=np.float32)
     request = httpclient.InferInput("INPUT__0", list(batch.shape), "FP32")
     request.set_data_from_numpy(batch)
@@ -148,7 +159,9 @@ def main(argv: list[str]) -> int:
                 print(f"[dev] serving {served.get('servedModelVersion')} at {served.get('url')} "
                       f"(gRPC {served.get('grpcUrl')})", flush=True)
                 if served.get("phase") == "Ready":
-                    predict(cluster, sample.first_rows(sample.iris_like_csv()))
+                    predict(cluster, sample.feature_rows(sample.iris_like_csv())[:3])
+                    loop.close_the_loop(cluster, server.client(), lambda job: follow(cluster, job, args.timeout))
+                    predict(cluster, sample.feature_rows(sample.shifted_csv(sample.iris_like_csv()))[:3])
         print(cluster.kubectl_run("get", "mlcycle", "-A").stdout, flush=True)
         kubectl = f"{cluster.kubectl} --kubeconfig {cluster.kubeconfig}"
         print(f"[dev] try: {kubectl} get mlcycle -A", flush=True)

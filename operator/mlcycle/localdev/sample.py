@@ -53,20 +53,52 @@ def training_job(name: str, namespace: str, secret: str, *, workers: int = 1, ep
 
 
 def inference_service(name: str, namespace: str, secret: str, *, model: str = "iris", alias: str = "production",
-                      node_selector: dict | None = None, tolerations: list | None = None) -> dict:
+                      node_selector: dict | None = None, tolerations: list | None = None,
+                      retrain_dataset: str | None = None) -> dict:
     """Serves whichever version of `model` holds `alias`, on Triton's python backend (the backend the local
-    stack's tritonserver has)."""
+    stack's tritonserver has). With `retrain_dataset`, the whole loop: requests logged to s3://logs, a drift
+    check (run by hand: the schedule is yearly), Auto retraining on that dataset, and a progressive rollout of
+    the retrained version."""
     spec = {"model": {"name": model, "alias": alias}, "runtime": {"backend": "python"},
             "resources": {"cpu": "500m", "memory": "2Gi"}, "storage": {"secretRef": {"name": secret}}}
     if node_selector:
         spec["nodeSelector"] = node_selector
     if tolerations:
         spec["tolerations"] = tolerations
+    if retrain_dataset:
+        template = training_job(f"{name}-retrain", namespace, secret, node_selector=node_selector, model=model)
+        template["spec"]["dataset"]["uri"] = retrain_dataset
+        template["spec"]["registerModel"]["aliases"] = [alias]
+        if tolerations:
+            template["spec"]["tolerations"] = tolerations
+        spec |= {"logging": {"destination": "s3://logs/serving", "sampleRate": 1},
+                 "monitoring": {"drift": {"schedule": "0 0 1 1 *", "method": "psi", "threshold": 0.25,
+                                          "windowSize": 200}},
+                 "retrain": {"policy": "Auto", "cooldown": "10m", "template": template["spec"]},
+                 "rollout": {"steps": [{"weight": 50, "pause": "5s"}],
+                             "analysis": {"interval": "5s", "successRateMin": 0.95, "minRequests": 5}}}
     return {"apiVersion": "mlcycle.io/v1alpha1", "kind": "InferenceService",
             "metadata": {"name": name, "namespace": namespace}, "spec": spec}
 
 
-def first_rows(csv: bytes, n: int = 3) -> list[list[float]]:
-    """The first `n` feature rows of a CSV made by iris_like_csv."""
-    lines = csv.decode().splitlines()[1:n + 1]
-    return [[float(v) for v in line.split(",")[:len(FEATURES)]] for line in lines]
+# What the world does to two of the four features after the sample model is trained: petals grow.
+SHIFT = {"petal_length": 2.5, "petal_width": 1.2}
+
+
+def shifted_csv(data: bytes) -> bytes:
+    """The same rows with SHIFT added: the data after the shift (the retrain's dataset, the drifted traffic)."""
+    lines = data.decode().splitlines()
+    header = lines[0].split(",")
+    out = [lines[0]]
+    for line in lines[1:]:
+        values = line.split(",")
+        for feature, delta in SHIFT.items():
+            i = header.index(feature)
+            values[i] = f"{float(values[i]) + delta:.2f}"
+        out.append(",".join(values))
+    return ("\n".join(out) + "\n").encode()
+
+
+def feature_rows(csv: bytes) -> list[list[float]]:
+    """Every feature row of a CSV made by iris_like_csv."""
+    return [[float(v) for v in line.split(",")[:len(FEATURES)]] for line in csv.decode().splitlines()[1:]]

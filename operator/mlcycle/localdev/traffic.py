@@ -1,5 +1,6 @@
-"""A KServe v2 client for the serving e2e tests: one request to a serving pod's agent, and a background
-client that keeps sending through a Service (re-resolving its backend as the name would) and counts."""
+"""KServe v2 traffic on the local stack (`mlcycle dev`, the serving e2e tests): one request to a serving pod's
+agent, and a background client that keeps sending through a Service (re-resolving its backend as the name
+would) and counts the answers."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ class Client:
         i = 0
         while not self.stop.is_set():
             address = service_backend(self.cluster, self.service, self.namespace)
+            if address is None:
+                self.stop.wait(0.5)  # nothing serves yet
             for _ in range(20):
                 if address and not self.stop.is_set():
                     self.answers.append(infer_once(address, self.rows[i % len(self.rows)], self.model))
@@ -54,3 +57,16 @@ class Client:
 
     def failures(self) -> list[tuple[str | None, int]]:
         return [a for a in self.answers if a[1] != 200]
+
+
+def logged_rows(minio_client, bucket: str, prefix: str) -> int:
+    """Rows the agents have written as Parquet under `prefix` (reads only each file's footer)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    total = 0
+    for obj in minio_client.list_objects(bucket, prefix=prefix, recursive=True):
+        data = minio_client.get_object(bucket, obj.object_name).read()
+        total += pq.read_metadata(io.BytesIO(data)).num_rows
+    return total
