@@ -69,7 +69,7 @@ def close_the_loop(cluster: cluster_mod.Cluster, minio_client, follow_training, 
             status = _status(cluster)
             rollout = status.get("rollout") or {}
             shown = (rollout.get("phase"), rollout.get("message"), status.get("servedModelVersion"))
-            if shown != seen:
+            if shown != seen and shown[0]:
                 seen = shown
                 print(f"[loop] rollout {shown[0]}: {shown[1]} (serving {shown[2]})", flush=True)
             if status.get("servedModelVersion") != served and rollout.get("phase") == "Promoted":
