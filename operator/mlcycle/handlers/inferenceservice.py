@@ -22,7 +22,6 @@ from mlcycle.conditions import condition, merge_conditions
 from mlcycle.images import mlcycle_image
 from mlcycle.inferenceservice.analysis import Measurement, measure, window
 from mlcycle.inferenceservice.cronjob import cronjob_name, job_selector
-from mlcycle.inferenceservice.deployment import bounded
 from mlcycle.inferenceservice.hpa import hpa_name
 from mlcycle.inferenceservice.rollout import analysis_due
 from mlcycle.inferenceservice.service import service_name
@@ -97,7 +96,7 @@ def _reconcile_once(namespace: str, name: str) -> None:
     model = (spec.get("model") or {}).get("name")
     versions = kube.list_(API_VERSION, "ModelVersion", namespace,
                           f"{keys.MODEL}={names.label_value(model)}") if model else []
-    selector = f"{INFERENCESERVICE}={bounded(name)}"
+    selector = f"{INFERENCESERVICE}={names.label_value(name)}"
     deployments = [d for d in kube.list_("apps/v1", "Deployment", namespace, selector)
                    if any(o.get("uid") == uid for o in d["metadata"].get("ownerReferences") or [])]
     pods = [p for p in kube.list_("v1", "Pod", namespace, selector)  # serving pods: those of a model version
@@ -138,7 +137,7 @@ def _reconcile_once(namespace: str, name: str) -> None:
 
 
 def _serves(pod: dict, version: str) -> bool:
-    return (pod["metadata"].get("labels") or {}).get(MODEL_VERSION) == bounded(version)
+    return (pod["metadata"].get("labels") or {}).get(MODEL_VERSION) == names.label_value(version)
 
 
 def _measure(isvc: dict, pods: list[dict], now: datetime) -> Measurement | None:

@@ -6,14 +6,14 @@ A manual run: `kubectl create job --from=cronjob/<isvc>-drift <name>`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
-from mlcycle import podenv
-from mlcycle.api.base import API_VERSION
+from mlcycle import names, podenv
+from mlcycle.api.base import owner_reference
 from mlcycle.api.inferenceservice import KIND, InferenceServiceSpec
 from mlcycle.api.labels import INFERENCESERVICE, OWNER_NAME_ANNOTATION
 from mlcycle.images import mlcycle_image
+from mlcycle.inferenceservice.agent import log_prefix
 from mlcycle.trainingjob.registration import profile_uri
 
 TERMINATION_LOG = "/dev/termination-log"
@@ -25,18 +25,14 @@ _MAX_NAME = 52
 
 
 def cronjob_name(isvc: str) -> str:
-    """`<isvc>-drift`; a long name is cut and given a short hash so it stays unique and deterministic."""
-    name = f"{isvc}-drift"
-    if len(name) <= _MAX_NAME:
-        return name
-    digest = hashlib.sha256(isvc.encode()).hexdigest()[:5]
-    return f"{isvc[: _MAX_NAME - 12].rstrip('-')}-{digest}-drift"
+    """`<isvc>-drift`, short enough for the Jobs the CronJob controller names after it (see names.child_name)."""
+    return names.child_name(isvc, "drift", limit=_MAX_NAME)
 
 
 def logs_prefix(destination: str, namespace: str, isvc: str, model_version: str) -> str:
     """Where the serving agent logs a version's requests:
     <destination>/<namespace>/<isvc>/<modelversion>/<YYYY-MM-DD>/<HH>/<batch-id>.parquet."""
-    return f"{destination.rstrip('/')}/{namespace}/{isvc}/{model_version}/"
+    return log_prefix(destination, namespace, isvc, model_version) + "/"
 
 
 def reports_prefix(destination: str, namespace: str, isvc: str) -> str:
@@ -55,7 +51,7 @@ def job_selector(isvc: str) -> str:
 
 
 def labels(isvc: str) -> dict:
-    return {INFERENCESERVICE: isvc, "app.kubernetes.io/managed-by": "mlcycle",
+    return {INFERENCESERVICE: names.label_value(isvc), "app.kubernetes.io/managed-by": "mlcycle",
             "app.kubernetes.io/component": COMPONENT}
 
 
@@ -79,11 +75,6 @@ def drift_env(name: str, namespace: str, spec: InferenceServiceSpec, served_vers
     if drift.features:
         env.append({"name": "MLCYCLE_DRIFT_FEATURES", "value": json.dumps(list(drift.features))})
     return env + podenv.storage_env(spec.storage.secret_ref.name)
-
-
-def owner_reference(name: str, uid: str) -> dict:
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
-            "blockOwnerDeletion": True}
 
 
 def desired_cronjob(
@@ -119,7 +110,7 @@ def desired_cronjob(
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": {"name": cronjob_name(name), "namespace": namespace, "labels": labels(name),
-                     "ownerReferences": [owner_reference(name, uid)]},
+                     "ownerReferences": [owner_reference(KIND, name, uid)]},
         "spec": {
             "schedule": spec.monitoring.drift.schedule,
             "timeZone": "Etc/UTC",

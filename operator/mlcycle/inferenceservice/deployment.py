@@ -9,11 +9,10 @@ and the serving agent (`mlcycle agent`), the pod's HTTP entry point: payload log
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
-from mlcycle import podenv, podspec
-from mlcycle.api.base import API_VERSION
+from mlcycle import names, podenv, podspec
+from mlcycle.api.base import owner_reference
 from mlcycle.api.inferenceservice import GRPC_PORT, HTTP_PORT, KIND, METRICS_PORT, InferenceServiceSpec
 from mlcycle.api.labels import INFERENCESERVICE, MODEL_VERSION, OWNER_NAME_ANNOTATION
 from mlcycle.api.modelversion import Signature
@@ -45,29 +44,17 @@ class ServedVersion:
                    Signature.model_validate(spec["signature"]) if spec.get("signature") else None)
 
 
-def bounded(name: str, limit: int = 63) -> str:
-    """`name`, or when longer than `limit` its head and a short stable hash, as Kubernetes' controllers do."""
-    if len(name) <= limit:
-        return name
-    return f"{name[:limit - 6].rstrip('-.')}-{hashlib.sha256(name.encode()).hexdigest()[:5]}"
-
-
 def deployment_name(isvc: str, version: str) -> str:
-    return bounded(f"{isvc}-{version}")
+    return names.child_name(f"{isvc}-{version}")
 
 
 def selector(isvc: str, version: str) -> dict[str, str]:
     """Labels that select the pods serving `version` for `isvc`."""
-    return {INFERENCESERVICE: bounded(isvc), MODEL_VERSION: bounded(version)}
+    return {INFERENCESERVICE: names.label_value(isvc), MODEL_VERSION: names.label_value(version)}
 
 
 def selector_string(isvc: str, version: str) -> str:
     return ",".join(f"{k}={v}" for k, v in selector(isvc, version).items())
-
-
-def owner_reference(name: str, uid: str) -> dict:
-    return {"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": uid, "controller": True,
-            "blockOwnerDeletion": True}
 
 
 def _http_probe(path: str, **settings) -> dict:
@@ -145,7 +132,7 @@ def desired_deployment(isvc: str, namespace: str, uid: str, spec: InferenceServi
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": deployment_name(isvc, version.name), "namespace": namespace, "labels": labels,
                      "annotations": {OWNER_NAME_ANNOTATION: isvc},
-                     "ownerReferences": [owner_reference(isvc, uid)]},
+                     "ownerReferences": [owner_reference(KIND, isvc, uid)]},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector(isvc, version.name)},

@@ -8,9 +8,9 @@ prometheus-adapter rules): Triton's pending requests, and the agent's request ra
 
 from __future__ import annotations
 
-from mlcycle.api.base import API_VERSION
+from mlcycle import names
+from mlcycle.api.base import API_VERSION, owner_reference
 from mlcycle.api.inferenceservice import KIND, Autoscaling
-from mlcycle.inferenceservice.deployment import bounded, owner_reference
 
 PODS_METRICS = {
     "inference-queue": "nv_inference_pending_request_count",
@@ -20,7 +20,7 @@ PODS_METRICS = {
 
 
 def hpa_name(isvc: str) -> str:
-    return bounded(isvc)
+    return names.child_name(isvc)
 
 
 def _metric(autoscaling: Autoscaling) -> dict:
@@ -42,7 +42,7 @@ def desired_hpa(isvc: str, namespace: str, uid: str, autoscaling: Autoscaling) -
         "apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
         "metadata": {"name": hpa_name(isvc), "namespace": namespace,
                      "labels": {"app.kubernetes.io/managed-by": "mlcycle"},
-                     "ownerReferences": [owner_reference(isvc, uid)]},
+                     "ownerReferences": [owner_reference(KIND, isvc, uid)]},
         "spec": {
             "scaleTargetRef": {"apiVersion": API_VERSION, "kind": KIND, "name": isvc},
             "minReplicas": autoscaling.min_replicas,

@@ -5,12 +5,14 @@ goes to the serving agent (logging, canary split); grpc goes straight to Triton 
 
 from __future__ import annotations
 
-from mlcycle.api.inferenceservice import AGENT_PORT, GRPC_PORT, HTTP_PORT, METRICS_PORT
-from mlcycle.inferenceservice.deployment import bounded, owner_reference, selector
+from mlcycle import names
+from mlcycle.api.base import owner_reference
+from mlcycle.api.inferenceservice import AGENT_PORT, GRPC_PORT, HTTP_PORT, KIND, METRICS_PORT
+from mlcycle.inferenceservice.deployment import selector
 
 
 def service_name(isvc: str, canary: bool = False) -> str:
-    return bounded(f"{isvc}-canary") if canary else bounded(isvc)
+    return names.child_name(isvc, "canary") if canary else names.child_name(isvc)
 
 
 def desired_service(isvc: str, namespace: str, uid: str, version: str, canary: bool = False) -> dict:
@@ -18,7 +20,7 @@ def desired_service(isvc: str, namespace: str, uid: str, version: str, canary: b
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": service_name(isvc, canary), "namespace": namespace,
                      "labels": {"app.kubernetes.io/managed-by": "mlcycle"},
-                     "ownerReferences": [owner_reference(isvc, uid)]},
+                     "ownerReferences": [owner_reference(KIND, isvc, uid)]},
         "spec": {
             "selector": selector(isvc, version),
             "ports": [{"name": "http", "port": HTTP_PORT, "targetPort": AGENT_PORT},

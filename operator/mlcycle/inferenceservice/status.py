@@ -16,6 +16,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+from mlcycle import names
 from mlcycle.api.inferenceservice import InferenceServiceSpec, RolloutStatus
 from mlcycle.api.labels import MODEL_VERSION, ROLLOUT_ACTION_ANNOTATION
 from mlcycle.conditions import condition, kstatus, merge_conditions
@@ -155,7 +156,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
         return by_deployment.get(dep.deployment_name(name, version))
 
     def problem_of(version: str) -> tuple[str, str] | None:
-        mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(MODEL_VERSION) == dep.bounded(version)]
+        mine = [p for p in pods if (p["metadata"].get("labels") or {}).get(MODEL_VERSION) == names.label_value(version)]
         return next(filter(None, map(pod_problem, mine)), None)
 
     def deploy(version: str) -> None:

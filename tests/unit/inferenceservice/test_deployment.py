@@ -1,7 +1,7 @@
 """The serving pod: fetch-model init container, Triton with model-aware probes, GPU placement, ports."""
 
 from mlcycle.api.inferenceservice import InferenceServiceSpec
-from mlcycle.inferenceservice.deployment import ServedVersion, bounded, deployment_name, desired_deployment
+from mlcycle.inferenceservice.deployment import ServedVersion, deployment_name, desired_deployment
 from mlcycle.inferenceservice.tritonconfig import model_layout
 from unit.inferenceservice.factories import isvc, model_version
 
@@ -57,4 +57,4 @@ def test_gpu_replicas_are_placed_like_training_workers():
 def test_long_names_stay_within_kubernetes_limits():
     name = deployment_name("x" * 200, "y" * 200)
     assert len(name) <= 63 and name == deployment_name("x" * 200, "y" * 200)
-    assert bounded("a" * 63) == "a" * 63 and len(bounded("a" * 64)) == 63
+    assert deployment_name("iris", "iris-v3") == "iris-iris-v3"
