@@ -7,8 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +24,7 @@ from mlcycle.inferenceservice import cronjob, drift_status
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import storage_secret
 from mlcycle.workloads import trainer
-from mlcycle.workloads.dataset import parse_csv
+from mlcycle.workloads.dataset import load_examples
 from waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -83,8 +85,10 @@ def put_profile(minio, bucket: str, rows: int = 5000) -> str:
     data = training_data(rows, seed=1)
     lines = [",".join([*FEATURES, "label"])]
     lines += [",".join(f"{v:g}" for v in row) + f",{'ab'[i % 2]}" for i, row in enumerate(data)]
-    table = parse_csv([("train.csv", ("\n".join(lines) + "\n").encode())])
-    examples = trainer.examples_from_table(table, trainer.TrainerConfig("classification", "label"))
+    with tempfile.TemporaryDirectory() as scratch:
+        csv = Path(scratch) / "train.csv"
+        csv.write_text("\n".join(lines) + "\n")
+        examples = load_examples(str(csv), label="label", label_as_text=True)
     doc = trainer.examples_profile(examples, seed=0)
     key = "models/iris/run1/reference_profile.json"
     s3.upload_bytes(minio.client(), bucket, key, json.dumps(doc).encode())
