@@ -105,6 +105,14 @@ class PodDisruptionBudget(Values):
     max_unavailable: int = Field(1, ge=0, description="1 never blocks a drain of a single replica")
 
 
+class Workloads(Values):
+    """Where the operator's own workload pods run (ModelVersion verification), which no spec field places."""
+
+    node_selector: Labels = {}
+    tolerations: list[KubeObject] = []
+    verify_limits: KubeObject = Field({}, description="limits of each verification pod; empty: the operator's own")
+
+
 class ChartValues(Values):
     """Values of charts/mlcycle."""
 
@@ -132,6 +140,7 @@ class ChartValues(Values):
     node_selector: Labels = {}
     tolerations: list[KubeObject] = []
     affinity: KubeObject = {}
+    workloads: Workloads = Workloads()
 
 
 def schema() -> dict:

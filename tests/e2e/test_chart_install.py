@@ -44,6 +44,7 @@ def base_values(namespace: str) -> dict:
     """Watch the test's namespace; run on the local runtime; no kubeconfig to fall back on, so the operator has
     the service account's rights or none."""
     return {"watchNamespaces": [namespace], "nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION],
+            "workloads": {"nodeSelector": RUNTIME_LABEL, "tolerations": [RUNTIME_TOLERATION]},
             "extraEnv": [{"name": "KUBECONFIG", "value": "/nonexistent/kubeconfig"}]}
 
 
