@@ -59,7 +59,8 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_wide_namespaced_rights(
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]) for r in by_kind(objects, "Role")}
     assert roles == {("team-a", "mlcycle"), ("team-b", "mlcycle"), ("mlcycle-system", "mlcycle-leader-election")}
     (cluster_role,) = by_kind(objects, "ClusterRole")
-    assert {r["resources"][0] for r in cluster_role["rules"]} == {"customresourcedefinitions", "namespaces"}
+    assert {r["resources"][0] for r in cluster_role["rules"]} == {"customresourcedefinitions", "namespaces",
+                                                                   "priorityclasses"}
     namespaces = next(r for r in cluster_role["rules"] if r["resources"] == ["namespaces"])
     assert namespaces["resourceNames"] == ["team-a", "team-b"] and namespaces["verbs"] == ["get"]
     args = deployment(objects)["spec"]["template"]["spec"]["containers"][0]["args"]

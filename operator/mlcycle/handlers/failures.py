@@ -123,7 +123,7 @@ def _report(kind: str, namespace: str, name: str, message: str | None) -> None:
             return  # nothing to clear: a success writes Synced only after a failure
         obj["apiVersion"], obj["kind"] = API_VERSION, kind
         new = conditions.synced(message, obj["metadata"]["generation"])
-        kube.patch_status(API_VERSION, kind, namespace, name, {
+        kube.add_status_fields(API_VERSION, kind, namespace, name, {
             "conditions": conditions.merge_conditions((obj.get("status") or {}).get("conditions"), [new])})
         if message:
             kube.post_event(obj, "Warning", conditions.RECONCILE_ERROR, message)
