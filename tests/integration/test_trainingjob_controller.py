@@ -217,3 +217,22 @@ def test_a_job_the_apiserver_refuses_is_reported_with_its_field_not_retried_sile
     tj = get(cluster, TJ, "refused", namespace)
     assert "the apiserver refuses the children this spec asks for: Job.batch" in tj["status"]["message"]
     assert "valueFrom.secretKeyRef.key: Invalid value" in tj["status"]["message"]
+
+
+def test_with_the_operator_stopped_a_namespace_of_trainingjobs_is_deleted_in_seconds(cluster, operator, namespace):
+    names = [f"del-{i}" for i in range(20)]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [
+        trainingjob(name, namespace, runPolicy={"suspend": True}) for name in names]}))
+    listed = wait_for(lambda: (tjs := json.loads(cluster.kubectl_run("get", TJ, "-n", namespace, "-o", "json")
+                                                 .stdout)["items"]) and all(
+        (t.get("status") or {}).get("phase") == "Suspended" for t in tjs) and len(tjs) == len(names) and tjs,
+        what="every TrainingJob reconciled")
+    # Nothing needs cleaning up on deletion (owner references do it): no finalizer for an operator to remove.
+    assert [t["metadata"].get("finalizers") for t in listed] == [None] * len(names)
+    operator.stop()
+    try:
+        cluster.kubectl_run("delete", "namespace", namespace, "--wait=false")
+        wait_for(lambda: cluster.kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
+                 timeout=60, interval=0.2, what="the namespace gone while no operator runs")
+    finally:
+        operator.restart()
