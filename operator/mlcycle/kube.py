@@ -13,7 +13,7 @@ import logging
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from mlcycle import clock
+from mlcycle import applied, clock
 
 FIELD_MANAGER = "mlcycle"
 log = logging.getLogger(__name__)
@@ -78,6 +78,12 @@ def apply(obj: dict, force: bool = True) -> dict:
     path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
     query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
     return call("PATCH", path, obj, "application/apply-patch+yaml", query)
+
+
+def ensure(desired: dict, observed: dict | None) -> dict:
+    """Apply `desired` unless `observed` (the child as read) already is what it says (mlcycle.applied)."""
+    desired = applied.stamped(desired)
+    return apply(desired) if applied.needs_apply(desired, observed) else observed
 
 
 def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:

@@ -46,6 +46,14 @@ def reconciles(operator, kind: str) -> float:
                if sample.name == "mlcycle_reconcile_total" and sample.labels.get("kind") == kind)
 
 
+def applies(cluster, resource: str) -> float:
+    """The apiserver's own count of server-side applies to `resource` (its Prometheus metric)."""
+    text = cluster.kubectl_run("get", "--raw", "/metrics").stdout
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "apiserver_request_total" and sample.labels.get("verb") == "APPLY"
+               and sample.labels.get("resource") == resource)
+
+
 def phase(cluster, name, namespace):
     tj = get(cluster, TJ, name, namespace) or {}
     return (tj.get("status") or {}).get("phase")
@@ -164,6 +172,7 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
     pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
+    applied_before = applies(cluster, "jobs"), applies(cluster, "services")
     operator.restart()
     # The restarted operator lists every TrainingJob again and reconciles each at least once.
     total = len(json.loads(cluster.kubectl_run("get", TJ, "-A", "-o", "json").stdout)["items"])
@@ -173,6 +182,8 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     pods_after = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     assert pods_after == pods_before
     assert get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"] == rv_before  # status unchanged
+    # Compare-then-apply: the Job and the Service already are what it would apply, so it applies neither.
+    assert (applies(cluster, "jobs"), applies(cluster, "services")) == applied_before
 
 
 def test_a_worker_failing_for_good_fails_the_job_and_leaves_no_worker_running(cluster, operator, namespace):

@@ -115,8 +115,11 @@ def _reconcile_once(namespace: str, name: str) -> None:
     measurement = _measure(isvc, pods, now)
     result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), now, DRAIN_SECONDS, measurement,
                   canary_service, drift_jobs, drift_pods, drift_cronjob)
+    # A Deployment that already is what it would be is not applied again (list items come without their kind).
+    observed = {("Deployment", d["metadata"]["name"]): {**d, "apiVersion": "apps/v1", "kind": "Deployment"}
+                for d in deployments}
     for obj in result.apply:
-        kube.apply(obj)
+        kube.ensure(obj, observed.get((obj["kind"], obj["metadata"]["name"])))
     for api_version, kind, child in result.delete:
         kube.delete(api_version, kind, namespace, child)
     if result.create is not None:

@@ -81,12 +81,13 @@ def _reconcile(namespace: str, name: str) -> None:
         try:
             # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
             # upgrade (a Job's pod template cannot change).
-            image = manifests.job_image(kube.get("batch/v1", "Job", namespace, manifests.child_name(name)))
-            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec,
-                                                   image or images.mlcycle_image()))
+            observed = kube.get("batch/v1", "Job", namespace, manifests.child_name(name))
+            image = manifests.job_image(observed)
+            job = kube.ensure(manifests.desired_job(name, namespace, meta["uid"], spec,
+                                                    image or images.mlcycle_image()), observed)
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
-                kube.apply(service)
+                kube.ensure(service, kube.get("v1", "Service", namespace, service["metadata"]["name"]))
         except ApiException as e:
             if e.status not in (400, 422):
                 raise
