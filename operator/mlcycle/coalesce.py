@@ -14,13 +14,14 @@ clock thread per kind serves every schedule; kopf's initial listing after a rest
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,34 @@ class Coalescer:
                     self._running.discard(key)
                     return
                 self._again.discard(key)
+
+    def offloaded(self, key: Callable[[dict], Hashable]):
+        """Decorate a kopf handler to run on this kind's pool: kopf's worker returns at once. A call whose
+        `key(kwargs)` is already queued for the same handler is dropped (the queued one reads the state after
+        it). Errors are the handler's to report (`failures.retried` inside this decorator); here only logged."""
+
+        def decorate(fn):
+            @functools.wraps(fn)
+            def handler(**kwargs):
+                k = (fn.__name__, key(kwargs))
+                with self._guard:
+                    if k in self._queued:
+                        return
+                    self._queued.add(k)
+
+                def run():
+                    with self._guard:
+                        self._queued.discard(k)
+                    try:
+                        fn(**kwargs)
+                    except Exception:
+                        log.exception("%s: %s failed", self._what, fn.__name__)
+
+                self._pool.submit(run)
+
+            return handler
+
+        return decorate
 
     def later(self, namespace: str, name: str, delay: float) -> None:
         """Reconcile (on the pool) in `delay` seconds; an earlier schedule for the same object is replaced."""

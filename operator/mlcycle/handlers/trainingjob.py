@@ -31,7 +31,25 @@ MAX_REGISTRATION_RETRY_SECONDS = RESYNC_SECONDS
 _registration_failures: dict[tuple[str, str], int] = {}
 
 
+def _reconcile_with_retries(namespace: str, name: str) -> None:
+    with metrics.reconciling(KIND):
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return _reconcile(namespace, name)
+            except kube.Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+
+
+# No kopf timers: they would put kopf's finalizer on every TrainingJob, and deleting one (or its namespace)
+# would wait for a running operator. TTL, registration retries and resyncs are scheduled here instead.
+# Reconciles run on a pool of the TrainingJobs' own, so other kinds' slow work never delays them.
+reconcile = Coalescer(_reconcile_with_retries, KIND, workers=8)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@reconcile.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"], kwargs["type"] == "DELETED",
+                                     kwargs["body"]["metadata"].get("generation")))
 @retried(KIND)
 def on_trainingjob_event(type, namespace, name, body, **_):
     if type == "DELETED":
@@ -45,28 +63,19 @@ def on_trainingjob_event(type, namespace, name, body, **_):
         reconcile(namespace, name)
 
 
+def _owner(kwargs: dict) -> tuple[str, str]:
+    """The TrainingJob of a child. The label value may be a cut name (names.label_value); the annotation has
+    the whole one."""
+    return kwargs["namespace"], (kwargs.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or kwargs[
+        "labels"][manifests.LABEL]
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
-@retried(KIND, target=lambda kwargs: (kwargs["namespace"], (kwargs.get("annotations") or {}).get(
-    keys.OWNER_NAME_ANNOTATION) or kwargs["labels"][manifests.LABEL]))
+@reconcile.offloaded(_owner)
+@retried(KIND, target=_owner)
 def on_child_event(namespace, labels, annotations, **_):
-    # The label value may be a cut name (names.label_value); the annotation has the whole one.
-    reconcile(namespace, annotations.get(keys.OWNER_NAME_ANNOTATION) or labels[manifests.LABEL])
-
-
-def _reconcile_with_retries(namespace: str, name: str) -> None:
-    with metrics.reconciling(KIND):
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                return _reconcile(namespace, name)
-            except kube.Conflict:
-                if attempt == CONFLICT_RETRIES - 1:
-                    raise
-
-
-# No kopf timers: they would put kopf's finalizer on every TrainingJob, and deleting one (or its namespace)
-# would wait for a running operator. TTL, registration retries and resyncs are scheduled here instead.
-reconcile = Coalescer(_reconcile_with_retries, KIND)
+    reconcile(*_owner({"namespace": namespace, "labels": labels, "annotations": annotations}))
 
 
 def _reconcile(namespace: str, name: str) -> None:
