@@ -55,7 +55,11 @@ def main(argv: list[str]) -> int:
 
     metrics.serve(args.metrics_port)
     asyncio.run(_run(args))
-    return 0
+    # kopf has stopped (SIGTERM). Reconciles still running on the kinds' pools may sit in a network call for
+    # minutes; waiting for them (what the interpreter does at exit) would outlast the pod's grace period.
+    # Every reconcile is level-based, so abandoning one loses nothing: the next operator redoes it.
+    logging.shutdown()
+    os._exit(0)
 
 
 async def _run(args: argparse.Namespace) -> None:
