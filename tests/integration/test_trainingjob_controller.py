@@ -172,6 +172,10 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
     pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
+    # The count is the cluster's: a namespace of an earlier test still being deleted (its Jobs collected
+    # before its TrainingJobs) would have its Jobs applied again.
+    wait_for(lambda: all(n["status"]["phase"] == "Active" for n in json.loads(cluster.kubectl_run(
+        "get", "namespaces", "-o", "json").stdout)["items"]), what="earlier tests' namespaces gone")
     applied_before = applies(cluster, "jobs"), applies(cluster, "services")
     operator.restart()
     # The restarted operator lists every TrainingJob again and reconciles each at least once.
