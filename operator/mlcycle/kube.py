@@ -7,15 +7,17 @@ own fields we do not set (e.g. Kueue owning a Job's `suspend`).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from mlcycle import clock
+from mlcycle import applied, clock
 
 FIELD_MANAGER = "mlcycle"
+MAX_EVENT_MESSAGE = 1000
 log = logging.getLogger(__name__)
 
 
@@ -78,6 +80,12 @@ def apply(obj: dict, force: bool = True) -> dict:
     path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
     query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
     return call("PATCH", path, obj, "application/apply-patch+yaml", query)
+
+
+def ensure(desired: dict, observed: dict | None) -> dict:
+    """Apply `desired` unless `observed` (the child as read) already is what it says (mlcycle.applied)."""
+    desired = applied.stamped(desired)
+    return apply(desired) if applied.needs_apply(desired, observed) else observed
 
 
 def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
@@ -167,19 +175,32 @@ def create(obj: dict) -> dict | None:
         raise
 
 
+def event_name(obj: dict, type_: str, reason: str, message: str) -> str:
+    """The one Event that every repeat of (object, type, reason, message) is counted on, as kubelet aggregates
+    its events: a flapping state raises a `count` instead of filling etcd with copies."""
+    meta = obj["metadata"]
+    digest = hashlib.sha256(json.dumps([meta["uid"], type_, reason, message[:MAX_EVENT_MESSAGE]]).encode())
+    return f"{meta['name'][:200]}.{digest.hexdigest()[:16]}"
+
+
 def post_event(obj: dict, type_: str, reason: str, message: str) -> None:
-    """Post an Event about `obj` now, once, best effort. Not through kopf's queue: kopf retries one failing
-    event (e.g. into a namespace being deleted) for about a minute and a half while every later event of
-    the operator waits behind it."""
+    """Post an Event about `obj` now, best effort; a repeat raises `count` and `lastTimestamp` of the Event
+    already there. Not through kopf's queue: kopf retries one failing event (e.g. into a namespace being
+    deleted) for about a minute and a half while every later event of the operator waits behind it."""
     meta, now = obj["metadata"], clock.now_iso()
-    event = {"apiVersion": "v1", "kind": "Event",
-             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+    name = event_name(obj, type_, reason, message)
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": meta["namespace"]},
              "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
                                 "namespace": meta["namespace"], "uid": meta["uid"]},
-             "type": type_, "reason": reason, "message": message[:1000], "count": 1,
+             "type": type_, "reason": reason, "message": message[:MAX_EVENT_MESSAGE], "count": 1,
              "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "mlcycle"}}
     try:
-        create(event)
-    except ApiException as e:
+        if create(event) is None:  # a repeat
+            path = _path("v1", "events", meta["namespace"], name)
+            current = call("GET", path)
+            call("PATCH", path, {"count": (current.get("count") or 1) + 1, "lastTimestamp": now,
+                                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}},
+                 "application/merge-patch+json")
+    except ApiException as e:  # a concurrent repeat (409 on the patch) loses one count: best effort
         log.warning("%s %s/%s: event %s not posted: %s", obj["kind"], meta["namespace"], meta["name"], reason,
                     e.reason)

@@ -152,3 +152,15 @@ def test_secrets_planted_in_a_pods_termination_message_reach_no_status_event_or_
     everything = json.dumps([tj, events]) + operator.log_path.read_text()
     for planted in (PLANTED, "wJalrXUtnFEMIK7MDENG", "hunter2hunter2", "tok3ntok3ntok3n", "AKIAIOSFODNN7EXAMPLE"):
         assert planted not in everything, planted
+
+
+def test_a_repeated_event_is_counted_on_one_event_like_kubelets(cluster, kube_api, namespace, monkeypatch):
+    monkeypatch.setattr(kube, "api_client", lambda: kube_api)  # the operator's helpers, against this cluster
+    cluster.kubectl_run("create", "configmap", "flapping", "-n", namespace)
+    cm = json.loads(cluster.kubectl_run("get", "configmap", "flapping", "-n", namespace, "-o", "json").stdout)
+    for _ in range(3):
+        kube.post_event(cm, "Warning", "Flapping", "the same thing again")
+    kube.post_event(cm, "Normal", "Settled", "something else")
+    events = sorted(items(cluster, "events", namespace), key=lambda e: e["reason"])
+    assert [(e["reason"], e["count"]) for e in events] == [("Flapping", 3), ("Settled", 1)]
+    assert events[0]["lastTimestamp"] >= events[0]["firstTimestamp"]

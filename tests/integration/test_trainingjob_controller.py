@@ -46,6 +46,14 @@ def reconciles(operator, kind: str) -> float:
                if sample.name == "mlcycle_reconcile_total" and sample.labels.get("kind") == kind)
 
 
+def applies(cluster, resource: str) -> float:
+    """The apiserver's own count of server-side applies to `resource` (its Prometheus metric)."""
+    text = cluster.kubectl_run("get", "--raw", "/metrics").stdout
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "apiserver_request_total" and sample.labels.get("verb") == "APPLY"
+               and sample.labels.get("resource") == resource)
+
+
 def phase(cluster, name, namespace):
     tj = get(cluster, TJ, name, namespace) or {}
     return (tj.get("status") or {}).get("phase")
@@ -164,6 +172,11 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     job_uid = get(cluster, "job", "restart", namespace)["metadata"]["uid"]
     pods_before = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     rv_before = get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"]
+    # The count is the cluster's: a namespace of an earlier test still being deleted (its Jobs collected
+    # before its TrainingJobs) would have its Jobs applied again.
+    wait_for(lambda: all(n["status"]["phase"] == "Active" for n in json.loads(cluster.kubectl_run(
+        "get", "namespaces", "-o", "json").stdout)["items"]), what="earlier tests' namespaces gone")
+    applied_before = applies(cluster, "jobs"), applies(cluster, "services")
     operator.restart()
     # The restarted operator lists every TrainingJob again and reconciles each at least once.
     total = len(json.loads(cluster.kubectl_run("get", TJ, "-A", "-o", "json").stdout)["items"])
@@ -173,6 +186,8 @@ def test_operator_restart_mid_run_creates_nothing_twice(cluster, operator, names
     pods_after = {p["metadata"]["uid"] for p in items(cluster, "pods", namespace, "mlcycle.io/trainingjob=restart")}
     assert pods_after == pods_before
     assert get(cluster, TJ, "restart", namespace)["metadata"]["resourceVersion"] == rv_before  # status unchanged
+    # Compare-then-apply: the Job and the Service already are what it would apply, so it applies neither.
+    assert (applies(cluster, "jobs"), applies(cluster, "services")) == applied_before
 
 
 def test_a_worker_failing_for_good_fails_the_job_and_leaves_no_worker_running(cluster, operator, namespace):
@@ -217,3 +232,22 @@ def test_a_job_the_apiserver_refuses_is_reported_with_its_field_not_retried_sile
     tj = get(cluster, TJ, "refused", namespace)
     assert "the apiserver refuses the children this spec asks for: Job.batch" in tj["status"]["message"]
     assert "valueFrom.secretKeyRef.key: Invalid value" in tj["status"]["message"]
+
+
+def test_with_the_operator_stopped_a_namespace_of_trainingjobs_is_deleted_in_seconds(cluster, operator, namespace):
+    names = [f"del-{i}" for i in range(20)]
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [
+        trainingjob(name, namespace, runPolicy={"suspend": True}) for name in names]}))
+    listed = wait_for(lambda: (tjs := json.loads(cluster.kubectl_run("get", TJ, "-n", namespace, "-o", "json")
+                                                 .stdout)["items"]) and all(
+        (t.get("status") or {}).get("phase") == "Suspended" for t in tjs) and len(tjs) == len(names) and tjs,
+        what="every TrainingJob reconciled")
+    # Nothing needs cleaning up on deletion (owner references do it): no finalizer for an operator to remove.
+    assert [t["metadata"].get("finalizers") for t in listed] == [None] * len(names)
+    operator.stop()
+    try:
+        cluster.kubectl_run("delete", "namespace", namespace, "--wait=false")
+        wait_for(lambda: cluster.kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
+                 timeout=60, interval=0.2, what="the namespace gone while no operator runs")
+    finally:
+        operator.restart()

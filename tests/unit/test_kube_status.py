@@ -6,3 +6,13 @@ def test_status_changes_when_a_key_disappears_and_not_for_nulls():
     assert kube.status_changed(old, {"phase": "Ready"})  # a merge patch would never remove keyMetric
     assert not kube.status_changed(old, {"phase": "Ready", "keyMetric": "acc=0.9", "size": None})
     assert kube.selector({"b": "2", "a": "1"}) == "a=1,b=2"
+
+
+def test_repeats_of_an_event_share_one_name_and_other_events_do_not():
+    obj = {"metadata": {"name": "tj", "namespace": "ns", "uid": "u1"}}
+    name = kube.event_name(obj, "Warning", "Failed", "boom")
+    assert name.startswith("tj.") and name == kube.event_name(obj, "Warning", "Failed", "boom")
+    assert len({name, kube.event_name(obj, "Warning", "Failed", "other"), kube.event_name(obj, "Normal", "Failed",
+                "boom"), kube.event_name({"metadata": {**obj["metadata"], "uid": "u2"}}, "Warning", "Failed",
+                                         "boom")}) == 4
+    assert len(kube.event_name({"metadata": {**obj["metadata"], "name": "x" * 253}}, "W", "R", "m")) <= 253

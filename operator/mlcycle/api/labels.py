@@ -23,6 +23,8 @@ VERIFICATION_ANNOTATION = f"{GROUP}/verification"
 ALLOW_ARTIFACT_DELETION_ANNOTATION = f"{GROUP}/allow-artifact-deletion"
 # The full name of the owning object on a child whose label value may have been cut.
 OWNER_NAME_ANNOTATION = f"{GROUP}/owner-name"
+# On every child the operator applies: a digest of the whole manifest it applied (mlcycle.applied).
+APPLIED_DIGEST_ANNOTATION = f"{GROUP}/applied-digest"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "mlcycle"}
 # Serving: which InferenceService a pod (or a retrain's TrainingJob) belongs to, and which ModelVersion a
 # serving pod serves. The Service and status.selector select on both.

@@ -50,21 +50,21 @@ def on_inferenceservice_event(type, namespace, name, **_):
         _scrapes.pop((namespace, name), None)
         metrics.forget_drift(namespace, name)
     else:
-        _reconcile(namespace, name)
+        _reconcile.submit(namespace, name)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={INFERENCESERVICE: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={INFERENCESERVICE: kopf.PRESENT})
 def on_child_event(namespace, annotations, **_):
     if annotations.get(OWNER_NAME_ANNOTATION):
-        _reconcile(namespace, annotations[OWNER_NAME_ANNOTATION])
+        _reconcile.submit(namespace, annotations[OWNER_NAME_ANNOTATION])
 
 
 @kopf.on.event(GROUP, VERSION, "modelversions")
 def on_modelversion_event(namespace, spec, isvc_by_model: kopf.Index, **_):
     """A version became Ready, took or lost an alias: the services of its model re-resolve."""
     for name in sorted(set(isvc_by_model.get((namespace, spec.get("modelName")), []))):
-        _reconcile(namespace, name)
+        _reconcile.submit(namespace, name)
 
 
 def reconcile(namespace: str, name: str) -> None:
@@ -85,7 +85,9 @@ def reconcile(namespace: str, name: str) -> None:
         _reconcile.later(namespace, name, RETRY_SECONDS)
 
 
-_reconcile = Coalescer(reconcile, KIND)
+# On a bounded pool of the InferenceServices' own (kopf's worker returns at once); reconcile reports and
+# reschedules its own failures.
+_reconcile = Coalescer(reconcile, KIND, workers=4)
 
 
 def _reconcile_once(namespace: str, name: str) -> None:
@@ -114,8 +116,11 @@ def _reconcile_once(namespace: str, name: str) -> None:
     measurement = _measure(isvc, pods, now)
     result = plan(isvc, versions, deployments, pods, hpa, mlcycle_image(), now, DRAIN_SECONDS, measurement,
                   canary_service, drift_jobs, drift_pods, drift_cronjob)
+    # A Deployment that already is what it would be is not applied again (list items come without their kind).
+    observed = {("Deployment", d["metadata"]["name"]): {**d, "apiVersion": "apps/v1", "kind": "Deployment"}
+                for d in deployments}
     for obj in result.apply:
-        kube.apply(obj)
+        kube.ensure(obj, observed.get((obj["kind"], obj["metadata"]["name"])))
     for api_version, kind, child in result.delete:
         kube.delete(api_version, kind, namespace, child)
     if result.create is not None:

@@ -24,6 +24,7 @@ from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
 from mlcycle.clients import s3
+from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.handlers.failures import retried
 from mlcycle.modelversion import deletion, metadata, verification, verifyjob
@@ -38,9 +39,15 @@ VERIFY_LIMITS = json.loads(os.environ.get("MLCYCLE_VERIFY_LIMITS") or "null")
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
 _model_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
 _verify_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+# ModelVersion work (status of a whole model, verification Jobs, HEAD requests to storage that may hang) runs on
+# a bounded pool of its own: a burst of it, or an unreachable storage endpoint, never holds the kopf workers
+# that the other kinds' events need. Handler calls for a model already queued are dropped (one reconcile
+# reads the state after all of them).
+_pool = Coalescer(lambda namespace, model: reconcile_model(namespace, model), KIND, workers=4)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["spec"].get("modelName")))
 @retried(KIND)
 def on_modelversion_event(namespace, spec, **_):
     if spec.get("modelName"):
@@ -48,12 +55,14 @@ def on_modelversion_event(namespace, spec, **_):
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={keys.MODELVERSION_UID: kopf.PRESENT})
+@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["labels"][keys.MODEL]))
 def on_verification_job_event(namespace, labels, **_):
     """A verification Job that finishes brings its result into status."""
     reconcile_model(namespace, labels[keys.MODEL])
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")
+@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"]))
 @retried("InferenceService")
 def on_inferenceservice_event(namespace, spec, **_):
     """servedBy follows the InferenceServices that refer to a model."""
@@ -79,6 +88,7 @@ def _verified(annotations, **_) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_retry_pending)
+@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"]))
 @retried(KIND)
 def on_retry_timer(namespace, spec, annotations, **_):
     """Healable verification failures: verify again once the backoff has passed."""
@@ -87,6 +97,7 @@ def on_retry_timer(namespace, spec, annotations, **_):
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, when=_verified)
+@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"]))
 @retried(KIND)
 def on_recheck_timer(namespace, name, spec, **_):
     """Artifacts are immutable: notice an object that was overwritten or removed after it was verified."""

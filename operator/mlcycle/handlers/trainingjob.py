@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
@@ -19,84 +17,65 @@ from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
 from mlcycle.api.trainingjob import KIND, PLURAL, TrainingJobSpec
 from mlcycle.clients import s3
+from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
-from mlcycle.handlers.failures import retried
+from mlcycle.handlers.failures import backoff, retried
 from mlcycle.trainingjob import manifests, registration
-from mlcycle.trainingjob.status import FINISHED, training_status, ttl_expired
+from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
 REFERENCE_API = {"ServiceAccount": "v1", "PriorityClass": "scheduling.k8s.io/v1"}
-# One reconcile per TrainingJob at a time: events of the job, its Job and its pods arrive on different
-# kopf workers, and registration must not run twice at once. A trigger that finds a reconcile already
-# waiting for the lock is dropped: the waiting one reads the state after it, so a burst of pod events
-# costs one reconcile, not one each.
-_locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
-_waiting: set[tuple[str, str]] = set()
-_waiting_guard = threading.Lock()
+# Registration retries back off from 2 s, but never wait longer than an unfinished job's resync.
+MAX_REGISTRATION_RETRY_SECONDS = RESYNC_SECONDS
+_registration_failures: dict[tuple[str, str], int] = {}
+
+
+def _reconcile_with_retries(namespace: str, name: str) -> None:
+    with metrics.reconciling(KIND):
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return _reconcile(namespace, name)
+            except kube.Conflict:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+
+
+# No kopf timers: they would put kopf's finalizer on every TrainingJob, and deleting one (or its namespace)
+# would wait for a running operator. TTL, registration retries and resyncs are scheduled here instead.
+# Reconciles run on a pool of the TrainingJobs' own, so other kinds' slow work never delays them.
+reconcile = Coalescer(_reconcile_with_retries, KIND, workers=8)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
+@reconcile.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"], kwargs["type"] == "DELETED",
+                                     kwargs["body"]["metadata"].get("generation")))
 @retried(KIND)
 def on_trainingjob_event(type, namespace, name, body, **_):
     if type == "DELETED":
-        _locks.pop((namespace, name), None)
+        reconcile.forget(namespace, name)
+        _registration_failures.pop((namespace, name), None)
     elif type == "MODIFIED" and (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]:
         # The spec did not change since the last reconcile: this is (mostly) our own status write. Children's
-        # events, the timers and a restart's initial listing cover everything else.
+        # events, the scheduled reconciles and a restart's initial listing cover everything else.
         return
     else:
         reconcile(namespace, name)
 
 
+def _owner(kwargs: dict) -> tuple[str, str]:
+    """The TrainingJob of a child. The label value may be a cut name (names.label_value); the annotation has
+    the whole one."""
+    return kwargs["namespace"], (kwargs.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or kwargs[
+        "labels"][manifests.LABEL]
+
+
 @kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
-@retried(KIND, target=lambda kwargs: (kwargs["namespace"], (kwargs.get("annotations") or {}).get(
-    keys.OWNER_NAME_ANNOTATION) or kwargs["labels"][manifests.LABEL]))
+@reconcile.offloaded(_owner)
+@retried(KIND, target=_owner)
 def on_child_event(namespace, labels, annotations, **_):
-    # The label value may be a cut name (names.label_value); the annotation has the whole one.
-    reconcile(namespace, annotations.get(keys.OWNER_NAME_ANNOTATION) or labels[manifests.LABEL])
-
-
-def _needs_timer(status, spec, **_) -> bool:
-    finished = (status or {}).get("phase") in FINISHED
-    unregistered = (status or {}).get("phase") == "Succeeded" and spec.get("registerModel") and not (
-        status or {}).get("modelVersionRef")
-    ttl = (spec.get("runPolicy") or {}).get("ttlSecondsAfterFinished") is not None
-    return finished and (ttl or bool(unregistered))
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=5, when=_needs_timer)
-@retried(KIND)
-def on_finished_timer(namespace, name, **_):
-    """TTL clean-up and registration retries for finished jobs (nothing else needs a clock)."""
-    reconcile(namespace, name)
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=60, idle=60,
-            when=lambda status, **_: (status or {}).get("phase") not in FINISHED)
-@retried(KIND)
-def on_resync_timer(namespace, name, **_):
-    """A periodic resync of unfinished jobs, so a reconcile that failed is retried without a new event."""
-    reconcile(namespace, name)
-
-
-def reconcile(namespace: str, name: str) -> None:
-    key = (namespace, name)
-    with _waiting_guard:
-        if key in _waiting:
-            return
-        _waiting.add(key)
-    with _locks[key]:
-        with _waiting_guard:
-            _waiting.discard(key)
-        with metrics.reconciling(KIND):
-            for attempt in range(CONFLICT_RETRIES):
-                try:
-                    return _reconcile(namespace, name)
-                except kube.Conflict:
-                    if attempt == CONFLICT_RETRIES - 1:
-                        raise
+    reconcile(*_owner({"namespace": namespace, "labels": labels, "annotations": annotations}))
 
 
 def _reconcile(namespace: str, name: str) -> None:
@@ -111,12 +90,13 @@ def _reconcile(namespace: str, name: str) -> None:
         try:
             # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
             # upgrade (a Job's pod template cannot change).
-            image = manifests.job_image(kube.get("batch/v1", "Job", namespace, manifests.child_name(name)))
-            job = kube.apply(manifests.desired_job(name, namespace, meta["uid"], spec,
-                                                   image or images.mlcycle_image()))
+            observed = kube.get("batch/v1", "Job", namespace, manifests.child_name(name))
+            image = manifests.job_image(observed)
+            job = kube.ensure(manifests.desired_job(name, namespace, meta["uid"], spec,
+                                                    image or images.mlcycle_image()), observed)
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
-                kube.apply(service)
+                kube.ensure(service, kube.get("v1", "Service", namespace, service["metadata"]["name"]))
         except ApiException as e:
             if e.status not in (400, 422):
                 raise
@@ -127,13 +107,19 @@ def _reconcile(namespace: str, name: str) -> None:
     missing = _missing_references(namespace, spec) if job is not None and not pods else []
     status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
 
+    registration_retry = None
     if registration.due(spec, status):
         status["conditions"] = merge_conditions(status["conditions"], [_register(body, spec, status)])
+        registration_retry = _registration_retry((namespace, name), registration.due(spec, status))
 
-    if ttl_expired(spec, status, datetime.now(UTC)):
+    now = datetime.now(UTC)
+    if ttl_expired(spec, status, now):
         kube.post_event(body, "Normal", "Deleted", "deleting: spec.runPolicy.ttlSecondsAfterFinished passed")
         kube.delete(API_VERSION, KIND, namespace, name)
         return
+    delay = next_reconcile(spec, status, now, registration_retry)
+    if delay is not None:
+        reconcile.later(namespace, name, delay)
 
     if kube.status_changed(old, status):
         # Messages can carry a pod's own words (a user image's last log lines): redacted before anyone reads them.
@@ -143,6 +129,15 @@ def _reconcile(namespace: str, name: str) -> None:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
             kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
                             status["message"])
+
+
+def _registration_retry(key: tuple[str, str], still_due: bool) -> float | None:
+    """Seconds until the next registration attempt (backing off while it fails), None once registered."""
+    if not still_due:
+        _registration_failures.pop(key, None)
+        return None
+    failures = _registration_failures[key] = _registration_failures.get(key, 0) + 1
+    return min(backoff(failures), MAX_REGISTRATION_RETRY_SECONDS)
 
 
 def _missing_references(namespace: str, spec: TrainingJobSpec) -> list[str]:

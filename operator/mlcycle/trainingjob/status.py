@@ -13,6 +13,8 @@ from mlcycle.training import is_finite_number
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
+# An unfinished job is reconciled again after this long without an event, so a failure is retried anyway.
+RESYNC_SECONDS = 60.0
 
 
 def pod_problem(pod: dict) -> tuple[str, str] | None:
@@ -69,12 +71,28 @@ def reported_results(result: dict) -> dict:
     return out
 
 
-def ttl_expired(spec, status: dict, now: datetime) -> bool:
-    """Whether spec.runPolicy.ttlSecondsAfterFinished has passed since the job finished."""
+def ttl_remaining(spec, status: dict, now: datetime) -> float | None:
+    """Seconds until spec.runPolicy.ttlSecondsAfterFinished passes (<= 0: it has); None without a TTL or
+    before the job finished."""
     ttl = spec.run_policy.ttl_seconds_after_finished if spec else None
     if ttl is None or status["phase"] not in FINISHED or not status.get("completionTime"):
-        return False
-    return (now - clock.parse(status["completionTime"])).total_seconds() >= ttl
+        return None
+    return ttl - (now - clock.parse(status["completionTime"])).total_seconds()
+
+
+def next_reconcile(spec, status: dict, now: datetime, registration_retry: float | None) -> float | None:
+    """Seconds until the job needs a reconcile that no event brings: its resync while unfinished, its TTL
+    when finished, a registration retry (`registration_retry`, when one is due); None when nothing is."""
+    delays = [RESYNC_SECONDS] if status["phase"] not in FINISHED else []
+    ttl = ttl_remaining(spec, status, now)
+    delays += [d for d in (ttl, registration_retry) if d is not None]
+    return min(delays, default=None)
+
+
+def ttl_expired(spec, status: dict, now: datetime) -> bool:
+    """Whether spec.runPolicy.ttlSecondsAfterFinished has passed since the job finished."""
+    remaining = ttl_remaining(spec, status, now)
+    return remaining is not None and remaining <= 0
 
 
 def training_status(spec, generation: int, job: dict | None, pods: list[dict], previous: dict | None,

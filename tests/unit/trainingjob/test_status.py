@@ -163,3 +163,17 @@ def test_a_missing_reference_stalls_the_job_with_the_field_named():
     assert s["phase"] == "Pending" and s["message"] == missing[0]
     assert find(s["conditions"], "Stalled")["status"] == "True" and cond(s, "Reconciling") == "False"
     assert find(s["conditions"], "Ready")["reason"] == "ReferenceNotFound"
+
+
+def test_next_reconcile_is_the_resync_the_ttl_or_the_registration_retry_whichever_comes_first():
+    from datetime import UTC, datetime
+
+    from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile
+
+    now = datetime(2026, 1, 1, 0, 0, 10, tzinfo=UTC)
+    done = {"phase": "Succeeded", "completionTime": "2026-01-01T00:00:00Z"}
+    assert next_reconcile(spec(), {"phase": "Running"}, now, None) == RESYNC_SECONDS
+    assert next_reconcile(spec(), done, now, None) is None
+    assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 86400}), done, now, None) == 86390
+    assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 86400}), done, now, 4.0) == 4.0
+    assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 5}), done, now, None) == -5
