@@ -14,6 +14,7 @@ import pytest
 
 from mlcycle.localdev import cluster as cluster_mod
 from mlcycle.localdev import minio as minio_mod
+from waiting import wait_for
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +39,10 @@ def namespace(cluster):
     """A fresh namespace per test, deleted afterwards (without waiting)."""
     name = f"t-{uuid.uuid4().hex[:8]}"
     cluster.kubectl_run("create", "namespace", name)
+    # A pod is refused until the namespace's `default` ServiceAccount exists, which the controller-manager
+    # creates a moment later (on a fresh cluster, long enough for a test's first pod to lose the race).
+    wait_for(lambda: cluster.kubectl_run("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+             f"the default ServiceAccount of {name}")
     yield name
     cluster.kubectl_run("delete", "namespace", name, "--wait=false", check=False)
 
