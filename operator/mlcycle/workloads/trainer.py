@@ -422,6 +422,10 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
             for a in artifacts[0]:
                 print(f"wrote {a['uri']} ({a['size']} bytes, {a['digest']})", flush=True)
             print(f"profiled, exported and uploaded in {time.monotonic() - started:.1f} s", flush=True)
+        if world_size > 1:
+            # Every rank is done talking before any tears its process group down: a rank that exits first can
+            # otherwise abort another's gloo thread mid-teardown (SIGABRT after the artifact was written).
+            dist.barrier()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
