@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from mlcycle import clock
 from mlcycle.api import labels as keys
 from mlcycle.api.trainingjob import TrainingJobSpec
+from mlcycle.training import EPOCH
 from mlcycle.trainingjob.manifests import output_uri
 
 METRICS_FILE = "metrics.jsonl"  # what mlcycle.training's Reporter writes under the run's output URI
@@ -140,10 +141,14 @@ def runs(training_jobs: list[dict], versions: list[dict], now: datetime, model: 
     return sorted(records, key=lambda r: (r["created"] or "", r["run"] or "", r["version"] or 0))
 
 
+def validation_first(names: set[str]) -> list[str]:
+    """Metric names in the order they are shown: validation metrics (val_*) first, each group by name."""
+    return sorted(names, key=lambda n: (not n.startswith("val_"), n))
+
+
 def metric_names(records: list[dict]) -> list[str]:
-    """Every final metric any run reports: validation metrics first, each group by name."""
-    names = sorted({name for r in records for name in r["metrics"]})
-    return [n for n in names if n.startswith("val_")] + [n for n in names if not n.startswith("val_")]
+    """Every final metric any run reports (not the epoch it is from)."""
+    return validation_first({name for r in records for name in r["metrics"]} - {EPOCH})
 
 
 def varying_params(records: list[dict]) -> tuple[list[str], dict]:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 
-import matplotlib
+# A Figure of its own, not pyplot: no global state, no GUI backend, nothing to close.
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only: the command may run where there is no display
-
-from matplotlib import pyplot as plt  # noqa: E402  (after the backend is chosen)
-from matplotlib.lines import Line2D  # noqa: E402
+from mlcycle.runs.compare import validation_first
+from mlcycle.training import EPOCH, is_finite_number
 
 PANEL_COLUMNS = 3
 PANEL_INCHES = (4.5, 3.2)
@@ -27,19 +28,15 @@ def parse_history(data: bytes) -> list[dict]:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(entry, dict) and isinstance(entry.get("epoch"), int | float):
+        if isinstance(entry, dict) and is_finite_number(entry.get(EPOCH)):
             epochs.append(entry)
     return epochs
 
 
-def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def curve_metrics(curves: list[tuple[str, list[dict]]]) -> list[str]:
-    """Every metric some run recorded per epoch: validation metrics first, each group by name."""
-    names = sorted({k for _, epochs in curves for e in epochs for k, v in e.items() if k != "epoch" and _number(v)})
-    return [n for n in names if n.startswith("val_")] + [n for n in names if not n.startswith("val_")]
+    """Every metric some run recorded per epoch."""
+    return validation_first({k for _, epochs in curves for e in epochs for k, v in e.items()
+                             if k != EPOCH and is_finite_number(v)})
 
 
 def plot(curves: list[tuple[str, list[dict]]], path: str, metrics: list[str] | None = None) -> list[str]:
@@ -52,25 +49,23 @@ def plot(curves: list[tuple[str, list[dict]]], path: str, metrics: list[str] | N
     rows = math.ceil(len(metrics) / columns)
     # A run keeps its colour in every panel, also where it lacks a metric.
     colors = {label: f"C{i % 10}" for i, (label, _) in enumerate(curves)}
-    fig, axes = plt.subplots(rows, columns, squeeze=False,
-                             figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows))
-    try:
-        for ax, metric in zip(axes.flat, metrics, strict=False):
-            for label, epochs in curves:
-                points = [(e["epoch"], e[metric]) for e in epochs if _number(e.get(metric))]
-                if points:
-                    ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, color=colors[label])
-            ax.set_title(metric)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-        for ax in list(axes.flat)[len(metrics):]:
-            ax.set_visible(False)
-        fig.legend(handles=[Line2D([], [], color=c, label=label) for label, c in colors.items()],
-                   loc="lower center", ncol=min(LEGEND_COLUMNS, len(colors)), frameon=False)
-        # Room below the panels for the legend: one line of it per LEGEND_COLUMNS runs.
-        legend_lines = math.ceil(len(colors) / LEGEND_COLUMNS)
-        fig.tight_layout(rect=(0, (0.35 * legend_lines + 0.1) / fig.get_figheight(), 1, 1))
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(PANEL_INCHES[0] * columns, PANEL_INCHES[1] * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        for label, epochs in curves:
+            points = [(e[EPOCH], e[metric]) for e in epochs if is_finite_number(e.get(metric))]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="." if len(points) < 30 else None, color=colors[label])
+        ax.set_title(metric)
+        ax.set_xlabel(EPOCH)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    fig.legend(handles=[Line2D([], [], color=c, label=label) for label, c in colors.items()],
+               loc="lower center", ncol=min(LEGEND_COLUMNS, len(colors)), frameon=False)
+    # Room below the panels for the legend: one line of it per LEGEND_COLUMNS runs.
+    legend_lines = math.ceil(len(colors) / LEGEND_COLUMNS)
+    fig.tight_layout(rect=(0, (0.35 * legend_lines + 0.1) / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=100)
     return metrics

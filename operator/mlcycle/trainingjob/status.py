@@ -10,7 +10,7 @@ from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.modelversion import gates
 from mlcycle.pods import job_condition, termination_message
-from mlcycle.training import is_finite_number
+from mlcycle.training import EPOCH, is_finite_number
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
@@ -76,7 +76,7 @@ def key_metric(spec, metrics: dict | None) -> str | None:
     """`name=value` for `kubectl get trainingjobs`: the metric the registration gate compares, else the first
     validation metric (val_*), else the first."""
     validation = spec.register_model.validation if spec and spec.register_model else None
-    names = sorted(metrics or {})
+    names = sorted(set(metrics or {}) - {EPOCH})  # the final metrics carry the epoch they are from
     return gates.named_metric(metrics, gates.gated_metrics(validation) + [n for n in names if n.startswith("val_")]
                               + names)
 

@@ -101,7 +101,7 @@ def test_only_the_parameters_that_differ_get_columns():
 
 
 def test_the_table_shows_runs_side_by_side():
-    jobs = [tj("a", "uid-aaaa1", metrics={"val_accuracy": 0.93456, "train_loss": 0.2}),
+    jobs = [tj("a", "uid-aaaa1", metrics={"epoch": 3, "val_accuracy": 0.93456, "train_loss": 0.2}),
             tj("b", "uid-bbbb2", lr=0.1, metrics={"val_accuracy": 0.7}, created="2026-01-01T00:00:01Z")]
     text = table(runs(jobs, [mv("iris", 1, "uid-aaaa1", PASSED)], NOW, model="iris"))
     lines = text.splitlines()

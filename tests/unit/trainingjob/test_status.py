@@ -186,7 +186,7 @@ def test_key_metric_is_the_gated_metric_else_the_first_validation_metric():
     gated = spec(registerModel={"name": "iris", "validation": {"thresholds": [
         {"metric": "val_loss", "op": "<=", "value": 0.5}]}})
     assert key_metric(gated, metrics) == "val_loss=0.2"
-    assert key_metric(spec(), {"train_loss": 0.31}) == "train_loss=0.31"  # a user image's own names
+    assert key_metric(spec(), {"epoch": 3, "train_loss": 0.31}) == "train_loss=0.31"  # a user image's own names
     assert key_metric(spec(), None) is None and key_metric(None, {"val_loss": 1.0}) == "val_loss=1"
 
 
