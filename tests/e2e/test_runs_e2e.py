@@ -19,7 +19,7 @@ from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
 from waiting import wait_for
 
-RATES = (0.003, 0.01, 0.05)
+RATES = (0.0001, 0.01, 0.05)  # the first barely moves in 4 epochs: its version fails the gate
 EPOCHS = 4
 SWEEP = {"experiment": "lr-sweep"}
 
@@ -96,6 +96,7 @@ def test_runs_compares_three_runs_of_the_sample_model_and_plots_their_curves(
         assert row["GATE"] == ("passed" if mv["status"]["phase"] == "Ready" else "failed: val_accuracy >= 0.8")
         assert float(row["val_accuracy"]) == float(f"{mv['spec']['metrics']['val_accuracy']:.4g}")
         assert row["DATASET"] == f"s3://datasets/iris/iris.csv@{digest[:19]}"
+    assert rows["iris-lr0"]["GATE"] == "failed: val_accuracy >= 0.8" and rows["iris-lr2"]["GATE"] == "passed"
     assert f"hyperparameters.epochs={EPOCHS}" in lines[-1]  # shared by all, said once
 
     # JSON: everything, the whole digest and how long each run took.
