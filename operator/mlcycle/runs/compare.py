@@ -70,41 +70,36 @@ def _duration(status: dict, now: datetime) -> float | None:
 
 def record(tj: dict | None, mv: dict | None, now: datetime) -> dict:
     """One run: the TrainingJob (None once deleted, or for a version registered by hand) and its version."""
-    tj_spec, tj_status = (tj or {}).get("spec") or {}, (tj or {}).get("status") or {}
-    mv_spec, mv_status = (mv or {}).get("spec") or {}, (mv or {}).get("status") or {}
-    source = mv_spec.get("source") or {}
+    tj_meta, tj_spec, tj_status = ((tj or {}).get(part) or {} for part in ("metadata", "spec", "status"))
+    mv_meta, mv_spec, mv_status = ((mv or {}).get(part) or {} for part in ("metadata", "spec", "status"))
+    source, by = mv_spec.get("source") or {}, mv_status.get("registeredBy") or {}
     if tj_spec:
         params = tj_spec["trainer"] if tj_spec.get("trainer") else {"image": tj_spec.get("image")}
-        dataset = {"uri": tj_spec["dataset"]["uri"]}
         digest = tj_spec["dataset"].get("digest") or tj_status.get("datasetDigest")
-        dataset |= {"digest": digest} if digest else {}
-    else:
-        params, dataset = source.get("params") or {}, source.get("dataset")
-    # Lineage prefers what the version recorded: it is what the registry will show.
-    dataset = source.get("dataset") or dataset
-    by = mv_status.get("registeredBy") or {}
-    run = (tj or {}).get("metadata", {}).get("name") or source.get("trainingJob") or by.get("name")
+        read = {"uri": tj_spec["dataset"]["uri"]} | ({"digest": digest} if digest else {})
+    else:  # the job is gone: the version's lineage is all there is
+        params, read = source.get("params") or {}, None
     return {
-        "run": run,
-        "uid": (tj or {}).get("metadata", {}).get("uid") or (mv or {}).get("metadata", {}).get("labels", {}).get(
-            keys.TRAININGJOB_UID) or by.get("uid"),
+        "run": tj_meta.get("name") or source.get("trainingJob") or by.get("name"),
+        "uid": tj_meta.get("uid") or (mv_meta.get("labels") or {}).get(keys.TRAININGJOB_UID) or by.get("uid"),
         "exists": tj is not None,
         "phase": tj_status.get("phase"),
         "model": mv_spec.get("modelName") or (tj_spec.get("registerModel") or {}).get("name"),
         "version": mv_spec.get("version"),
-        "modelVersion": (mv or {}).get("metadata", {}).get("name"),
+        "modelVersion": mv_meta.get("name"),
         "versionPhase": mv_status.get("phase"),
         "gate": gate(mv),
         "gateResults": mv_status.get("validation") or [],
         "params": flatten(params),
         "metrics": tj_status.get("metrics") or mv_spec.get("metrics") or {},
-        "dataset": dataset,
+        # What the version's lineage recorded first: it is what the registry shows.
+        "dataset": source.get("dataset") or read,
         "startTime": tj_status.get("startTime"),
         "completionTime": tj_status.get("completionTime"),
         "durationSeconds": _duration(tj_status, now),
         "metricsUri": _metrics_uri(tj, mv),
         "storageSecret": ((tj_spec or mv_spec).get("storage") or {}).get("secretRef", {}).get("name"),
-        "created": ((tj or mv) or {}).get("metadata", {}).get("creationTimestamp"),
+        "created": (tj_meta or mv_meta).get("creationTimestamp"),
     }
 
 
