@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stack": ("mlcycle.localdev.stack", "start/stop the local stack (cluster, MinIO)"),
     "dev": ("mlcycle.localdev.dev", "bring up the local stack, the operator and the sample pipeline"),
     "lineage": ("mlcycle.lineage", "print dataset → training job → model version → inference services"),
+    "runs": ("mlcycle.runs.cli", "compare training runs of a model or label; --plot draws their learning curves"),
     "agent": ("mlcycle.workloads.agent", "the serving sidecar: v2 REST proxy to Triton, payload log, canary split"),
 }
 

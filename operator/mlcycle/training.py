@@ -41,6 +41,8 @@ DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 # Kubernetes keeps at most 4096 bytes of a termination message; stay clear of it.
 MESSAGE_LIMIT = 3072
 MAX_METRICS = 64  # what TrainingJob status.metrics holds
+# Each line of metrics.jsonl (and the final metrics) carries the epoch it is from under this name.
+EPOCH = "epoch"
 _ERROR_MESSAGE_LIMIT = 2048
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
 
@@ -134,7 +136,7 @@ class Reporter:
         return reporter
 
     def report_metrics(self, epoch: int, **metrics: Any) -> None:
-        self.metrics.append({"epoch": epoch, **metrics})
+        self.metrics.append({EPOCH: epoch, **metrics})
         if not self.primary:
             return
         print(format_metrics(epoch, metrics), flush=True)

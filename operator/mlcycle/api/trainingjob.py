@@ -41,6 +41,7 @@ PRINTER_COLUMNS = [
     {"name": "Workers", "type": "integer", "jsonPath": ".spec.workers"},
     {"name": "Active", "type": "integer", "jsonPath": ".status.workers.active"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.registerModel.name"},
+    {"name": "Metric", "type": "string", "jsonPath": ".status.keyMetric"},
     {"name": "Version", "type": "string", "jsonPath": ".status.modelVersionRef.name", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
@@ -254,6 +255,13 @@ class TrainingJobStatus(ApiModel):
     artifact: ArtifactStatus | None = Field(None, description="The trained artifact.")
     dataset_digest: Sha256Digest | None = Field(
         None, description="sha256:<hex> of the data the trainer read (recorded in the ModelVersion's lineage)."
+    )
+    key_metric: ShortString | None = Field(
+        None,
+        description=(
+            "The final metric the registration gate compares (else the first validation metric), as name=value "
+            "(shown by kubectl get)."
+        ),
     )
     model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
     message: str | None = Field(None, description="Human-readable summary of the state.")

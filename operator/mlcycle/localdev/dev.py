@@ -165,6 +165,7 @@ def main(argv: list[str]) -> int:
         print(cluster.kubectl_run("get", "mlcycle", "-A").stdout, flush=True)
         kubectl = f"{cluster.kubectl} --kubeconfig {cluster.kubeconfig}"
         print(f"[dev] try: {kubectl} get mlcycle -A", flush=True)
+        print(f"[dev] compare this model's runs: mlcycle runs iris -n {NAMESPACE} --plot curves.png", flush=True)
         if not args.once:
             print("[dev] the stack keeps running; Ctrl-C stops the operator and the runtime", flush=True)
             while True:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 
+from mlcycle.api.base import MAX_NAME
 from mlcycle.api.modelversion import Champion, Threshold, Validation
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
@@ -53,3 +54,20 @@ def validation_results(validation: Validation | None, metrics: dict[str, float] 
     if validation.champion:
         results.append(champion_result(validation.champion, metrics, champion_holder))
     return results
+
+
+def gated_metrics(validation: Validation | None) -> list[str]:
+    """The metrics a validation compares, the champion's first: what a listing should show of a version or run."""
+    if validation is None:
+        return []
+    return ([validation.champion.metric] if validation.champion else []) + [t.metric for t in validation.thresholds
+                                                                             or []]
+
+
+def named_metric(metrics: dict[str, float] | None, preference: list[str]) -> str | None:
+    """`name=value` of the first metric in `preference` that `metrics` has (kubectl's key-metric column); None
+    when there is none or the text would not fit the status field."""
+    metrics = metrics or {}
+    name = next((n for n in preference if n in metrics), None)
+    text = f"{name}={metrics[name]:.4g}" if name else None
+    return text if text and len(text) <= MAX_NAME else None

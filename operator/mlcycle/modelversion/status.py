@@ -29,12 +29,7 @@ def artifact_fields(outcome: Verified | VerificationFailed, generation: int, rec
 
 def key_metric(spec: ModelVersionSpec) -> str | None:
     """`name=value` of the metric the validation cares most about (else the first), for `kubectl get`."""
-    metrics = spec.metrics or {}
-    validation = spec.validation
-    names = ([validation.champion.metric] if validation and validation.champion else []) + \
-        [t.metric for t in (validation.thresholds or [] if validation else [])] + sorted(metrics)
-    name = next((n for n in names if n in metrics), None)
-    return f"{name}={metrics[name]:.4g}" if name else None
+    return gates.named_metric(spec.metrics, gates.gated_metrics(spec.validation) + sorted(spec.metrics or {}))
 
 
 def how_served(mv: dict, held: list[str], isvc: dict) -> list[str]:

@@ -8,8 +8,9 @@ from datetime import datetime
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
 from mlcycle.conditions import condition, kstatus, merge_conditions
+from mlcycle.modelversion import gates
 from mlcycle.pods import job_condition, termination_message
-from mlcycle.training import is_finite_number
+from mlcycle.training import EPOCH, is_finite_number
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
@@ -69,6 +70,15 @@ def reported_results(result: dict) -> dict:
     if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
         out["datasetDigest"] = digest
     return out
+
+
+def key_metric(spec, metrics: dict | None) -> str | None:
+    """`name=value` for `kubectl get trainingjobs`: the metric the registration gate compares, else the first
+    validation metric (val_*), else the first."""
+    validation = spec.register_model.validation if spec and spec.register_model else None
+    names = sorted(set(metrics or {}) - {EPOCH})  # the final metrics carry the epoch they are from
+    return gates.named_metric(metrics, gates.gated_metrics(validation) + [n for n in names if n.startswith("val_")]
+                              + names)
 
 
 def ttl_remaining(spec, status: dict, now: datetime) -> float | None:
@@ -161,6 +171,8 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
         reason, message, stalled = "ReferenceNotFound", "; ".join(missing), True
     status["phase"] = phase
     status["message"] = message
+    if key := key_metric(spec, status.get("metrics")):
+        status["keyMetric"] = key
     in_progress = phase in ("Pending", "Running") and not stalled
     conds = kstatus(phase == "Succeeded", in_progress, stalled, reason, message, generation)
     conds += [

@@ -2,7 +2,7 @@ import json
 
 from factories import trainingjob_spec as spec
 from mlcycle.conditions import find
-from mlcycle.trainingjob.status import training_status
+from mlcycle.trainingjob.status import key_metric, training_status
 
 
 def job(status=None, suspend=False):
@@ -60,6 +60,7 @@ def test_success_takes_metrics_and_artifact_from_worker_zero_termination_message
     assert s["phase"] == "Succeeded" and s["metrics"] == {"val_accuracy": 0.97}
     assert s["artifact"] == {"uri": "s3://models/iris/model.pt", "digest": "sha256:" + "a" * 64, "size": 1234}
     assert s["completionTime"] == "2026-01-01T01:00:00Z"
+    assert s["keyMetric"] == "val_accuracy=0.97"  # the printer column
     assert cond(s, "Ready") == "True" and cond(s, "Reconciling") == "False"
 
 
@@ -177,3 +178,17 @@ def test_next_reconcile_is_the_resync_the_ttl_or_the_registration_retry_whicheve
     assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 86400}), done, now, None) == 86390
     assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 86400}), done, now, 4.0) == 4.0
     assert next_reconcile(spec(runPolicy={"ttlSecondsAfterFinished": 5}), done, now, None) == -5
+
+
+def test_key_metric_is_the_gated_metric_else_the_first_validation_metric():
+    metrics = {"train_loss": 0.31, "val_loss": 0.2, "val_accuracy": 0.93456}
+    assert key_metric(spec(), metrics) == "val_accuracy=0.9346"
+    gated = spec(registerModel={"name": "iris", "validation": {"thresholds": [
+        {"metric": "val_loss", "op": "<=", "value": 0.5}]}})
+    assert key_metric(gated, metrics) == "val_loss=0.2"
+    assert key_metric(spec(), {"epoch": 3, "train_loss": 0.31}) == "train_loss=0.31"  # a user image's own names
+    assert key_metric(spec(), None) is None and key_metric(None, {"val_loss": 1.0}) == "val_loss=1"
+
+
+def test_no_metrics_no_key_metric():
+    assert "keyMetric" not in training_status(spec(), 1, job({"active": 1}), [pod()], None)
