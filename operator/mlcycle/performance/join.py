@@ -114,16 +114,18 @@ def latest(labels: pa.Table) -> pa.Table:
     """One label per (request_id, row): the last in table order (files are concatenated oldest first)."""
     ordered = labels.append_column(_ORDER, pa.array(np.arange(labels.num_rows, dtype=np.int64)))
     last = ordered.group_by([REQUEST_ID, ROW], use_threads=False).aggregate([(_ORDER, "max")])
-    return labels.take(pc.sort_indices(last.column(f"{_ORDER}_max")))
+    return labels.take(np.sort(last.column(f"{_ORDER}_max").to_numpy()))
 
 
 def join(logged: pa.Table, labels: pa.Table, classification: bool, classes: Sequence[str] | None = None) -> Joined:
     """`logged`: the window's predictions (request_id, row, prediction: the output column as logged);
     `labels`: keyed_labels of the files, oldest first. The labelled rows, in log order."""
-    logged = logged.select([REQUEST_ID, ROW, PREDICTION]).append_column(
-        _ORDER, pa.array(np.arange(logged.num_rows, dtype=np.int64)))
-    logged = logged.set_column(1, ROW, pc.cast(logged.column(ROW), pa.int32()))
-    matched = logged.join(latest(labels), keys=[REQUEST_ID, ROW], join_type="inner", use_threads=False)
+    order = pa.array(np.arange(logged.num_rows, dtype=np.int64))
+    # Arrow's hash join carries no list columns: join the keys and each row's position, then take the rows.
+    keys = pa.table({REQUEST_ID: logged.column(REQUEST_ID), ROW: pc.cast(logged.column(ROW), pa.int32()),
+                     _ORDER: order})
+    matched = keys.join(latest(labels), keys=[REQUEST_ID, ROW], join_type="inner", use_threads=False)
     matched = matched.take(pc.sort_indices(matched.column(_ORDER)))
-    return Joined(predictions(matched.column(PREDICTION), classification),
-                  truth(matched.column(TRUTH), classification, classes), logged.num_rows)
+    rows = logged.column(PREDICTION).take(matched.column(_ORDER))
+    return Joined(predictions(rows, classification), truth(matched.column(TRUTH), classification, classes),
+                  logged.num_rows)
