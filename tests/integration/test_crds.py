@@ -549,6 +549,14 @@ def test_kubectl_explain_shows_the_descriptions(kubectl):
     assert "Training data in S3" in out and "digest" in out and "sha256" in out
 
 
+def test_kubectl_explain_describes_performance_monitoring(kubectl):
+    out = kubectl("explain", "inferenceservice.spec.monitoring.performance").stdout
+    assert "delayed labels" in out and "request id the serving agent logs" in out
+    assert "minLabelledRows" in out and "InsufficientData" in out
+    status = kubectl("explain", "inferenceservice.status.performance").stdout
+    assert "coverage" in status and "PerformanceDegraded" in status
+
+
 def test_get_mlcycle_lists_all_three_kinds_with_printer_columns(kubectl, ns):
     for path in EXAMPLES:
         kubectl("apply", "-n", ns, "-f", str(path))

@@ -389,10 +389,7 @@ class Performance(ApiModel):
         )
     )
     threshold: float = Field(
-        ge=0,
-        description=(
-            "Degraded when accuracy or f1 falls below it, or when rmse or mae rises above it."
-        ),
+        ge=0, description="Degraded when accuracy or f1 falls below it, or when rmse or mae rises above it."
     )
     window: str = Field(
         "24h",
