@@ -68,9 +68,8 @@ def monitoring(isvc: dict, spec: InferenceServiceSpec, served: dict | None, jobs
             out.conditions.append(performance_status.performance_condition(performance, generation))
 
     retrain_status = old.get("retrain")
-    current = {**{k: v for k, v in old.items() if k != "performance"}, **({"drift": drift} if drift else {}),
-               **({"performance": performance} if performance else {})}
-    decision = retrain.decide(name, spec, current, meta.get("annotations"), now)
+    decision = retrain.decide(name, spec, {**old, "drift": drift, "performance": performance},
+                              meta.get("annotations"), now)
     if isinstance(decision, retrain.Decision):
         out.training_job = retrain.desired_training_job(name, namespace, spec, decision)
         retrain_status = retrain.retrain_status(decision, now, retrain_status)
