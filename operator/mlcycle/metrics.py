@@ -39,6 +39,38 @@ def forget_drift(namespace: str, isvc: str) -> None:
     DRIFT_LAST_CHECK.remove(namespace, isvc)
 
 
+_PERFORMANCE_LABELS = ["namespace", "inferenceservice"]
+PERFORMANCE_VALUE = Gauge("mlcycle_performance_value",
+                          "Last performance check's live metric over the labelled predictions (no sample without "
+                          "a verdict)", [*_PERFORMANCE_LABELS, "metric"])
+PERFORMANCE_COVERAGE = Gauge("mlcycle_performance_label_coverage",
+                             "Share of the last performance check's logged predictions that had a label",
+                             _PERFORMANCE_LABELS)
+_performance_series: dict[tuple[str, str], list[tuple[Gauge, tuple[str, ...]]]] = {}
+
+
+def record_performance(namespace: str, isvc: str, metric: str | None, value: float | None,
+                       coverage: float | None) -> None:
+    """The gauges of one performance check; the series of the check before go first, so a check without a
+    verdict (InsufficientData, Failed) leaves no stale value to be read as a current one."""
+    for gauge, labels in _performance_series.pop((namespace, isvc), []):
+        gauge.remove(*labels)
+    series = []
+    if metric is not None and value is not None:
+        series.append((PERFORMANCE_VALUE, (namespace, isvc, metric), value))
+    if coverage is not None:
+        series.append((PERFORMANCE_COVERAGE, (namespace, isvc), coverage))
+    for gauge, labels, number in series:
+        gauge.labels(*labels).set(number)
+    if series:
+        _performance_series[(namespace, isvc)] = [(gauge, labels) for gauge, labels, _ in series]
+
+
+def forget_performance(namespace: str, isvc: str) -> None:
+    """Drop a deleted InferenceService's performance series."""
+    record_performance(namespace, isvc, None, None, None)
+
+
 ROLLOUT_WEIGHT = Gauge("mlcycle_rollout_weight", "Percent of requests the rollout candidate receives",
                        ["namespace", "inferenceservice"])
 ROLLOUT_STEP = Gauge("mlcycle_rollout_step", "Index of the rollout's current step", ["namespace", "inferenceservice"])

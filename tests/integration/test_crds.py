@@ -401,6 +401,27 @@ INVALID = {
         edited(ISVC, spec__monitoring__drift__features=["a", "a"]),
         ["spec.monitoring.drift.features[1]", "Duplicate value"],
     ),
+    "isvc-performance-accuracy-above-one": (
+        edited(ISVC, spec__monitoring__performance={"labels": "s3://l/", "metric": "accuracy", "threshold": 80}),
+        ["spec.monitoring.performance.threshold", "threshold is a fraction in [0, 1]"],
+    ),
+    "isvc-performance-classes-for-regression": (
+        edited(ISVC, spec__monitoring__performance={"labels": "s3://l/", "metric": "rmse", "threshold": 2,
+                                                    "classes": ["a", "b"]}),
+        ["spec.monitoring.performance.classes", "classes are for the classification metrics"],
+    ),
+    "isvc-performance-unknown-metric": (
+        edited(ISVC, spec__monitoring__performance={"labels": "s3://l/", "metric": "auc", "threshold": 0.9}),
+        ["spec.monitoring.performance.metric"],
+    ),
+    "isvc-performance-labels-not-s3": (
+        edited(ISVC, spec__monitoring__performance={"labels": "/labels", "metric": "mae", "threshold": 1}),
+        ["spec.monitoring.performance.labels"],
+    ),
+    "isvc-performance-without-drift": (
+        edited(ISVC, spec__monitoring={"performance": {"labels": "s3://l/", "metric": "mae", "threshold": 1}}),
+        ["spec.monitoring.performance needs spec.monitoring.drift"],
+    ),
     "isvc-name-with-dot": (edited(ISVC, metadata__name="churn.v2"), ["metadata.name must be an RFC 1035 label"]),
     "isvc-name-starting-with-digit": (
         edited(ISVC, metadata__name="2026-churn"),
@@ -526,6 +547,14 @@ def test_kubectl_explain_shows_the_descriptions(kubectl):
     assert eventually(explained)
     out = kubectl("explain", "trainingjob.spec.dataset").stdout
     assert "Training data in S3" in out and "digest" in out and "sha256" in out
+
+
+def test_kubectl_explain_describes_performance_monitoring(kubectl):
+    out = kubectl("explain", "inferenceservice.spec.monitoring.performance").stdout
+    assert "delayed labels" in out and "request id the serving agent logs" in out
+    assert "minLabelledRows" in out and "InsufficientData" in out
+    status = kubectl("explain", "inferenceservice.status.performance").stdout
+    assert "coverage" in status and "PerformanceDegraded" in status
 
 
 def test_get_mlcycle_lists_all_three_kinds_with_printer_columns(kubectl, ns):

@@ -25,3 +25,17 @@ def test_drift_gauges_follow_the_last_check_and_drop_features_no_longer_checked(
     metrics.forget_drift("shop", "iris")
     assert sample("mlcycle_drift_score", **labels, feature="x1") is None
     assert sample("mlcycle_drift_last_check_timestamp_seconds", **labels) is None
+
+
+def test_performance_gauges_follow_the_last_check_and_a_check_without_a_verdict_leaves_no_value():
+    labels = {"namespace": "shop", "inferenceservice": "iris"}
+    metrics.record_performance("shop", "iris", "accuracy", 0.62, 0.78)
+    assert sample("mlcycle_performance_value", **labels, metric="accuracy") == 0.62
+    assert sample("mlcycle_performance_label_coverage", **labels) == 0.78
+
+    metrics.record_performance("shop", "iris", "accuracy", None, 0.01)
+    assert sample("mlcycle_performance_value", **labels, metric="accuracy") is None
+    assert sample("mlcycle_performance_label_coverage", **labels) == 0.01
+
+    metrics.forget_performance("shop", "iris")
+    assert sample("mlcycle_performance_label_coverage", **labels) is None

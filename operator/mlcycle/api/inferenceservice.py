@@ -318,16 +318,110 @@ class Drift(ApiModel):
     )
 
 
+PerformanceMetric = Literal["accuracy", "f1", "rmse", "mae"]
+PERFORMANCE_METRICS: tuple[str, ...] = get_args(PerformanceMetric)
+# The metrics where higher is better: the service degrades when they fall below the threshold; the others
+# (errors) degrade when they rise above it.
+HIGHER_IS_BETTER: tuple[str, ...] = ("accuracy", "f1")
+CLASSIFICATION_METRICS: tuple[str, ...] = ("accuracy", "f1")
+# The outcome of one performance check (status.performance.result).
+PerformanceResult = Literal["WithinThreshold", "PerformanceDegraded", "InsufficientData", "Failed"]
+PERFORMANCE_RESULTS: tuple[str, ...] = get_args(PerformanceResult)
+PERFORMANCE_DEGRADED = "PerformanceDegraded"  # also the condition type
+
+
+class Performance(ApiModel):
+    """The served version's live quality, from ground truth that arrives later: each drift check also joins
+    the predictions logged in the window with the labels that have arrived and computes the metric."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule(
+                "!(self.metric in ['accuracy', 'f1']) || self.threshold <= 1.0",
+                "for accuracy and f1, threshold is a fraction in [0, 1]",
+                ".threshold",
+            ),
+            rule(
+                "!has(self.classes) || self.metric in ['accuracy', 'f1']",
+                "classes are for the classification metrics accuracy and f1",
+                ".classes",
+            ),
+        )
+    )
+
+    labels: S3Uri = Field(
+        description=(
+            "S3 prefix (or one object) of the delayed labels: Parquet (.parquet) or CSV (.csv) files with a "
+            "column of the request id the serving agent logs (its x-request-id answer header: the request's v2 "
+            "`id`, else its x-request-id header, else one it generated) and a column of the true value. "
+            "Every file under the prefix is read; a later file's label for the same request wins."
+        )
+    )
+    id_column: ShortString = Field("request_id", description="Column of the labels that holds the request id.")
+    row_column: ShortString | None = Field(
+        None,
+        description=(
+            "Column of the labels that holds the row's index within a batched request (the log's `row`). "
+            "Unset: a label is the truth for its request's first row (requests of one row)."
+        ),
+    )
+    label_column: ShortString = Field("label", description="Column of the labels that holds the true value.")
+    classes: list[ShortString] | None = Field(
+        None,
+        max_length=4096,
+        description=(
+            "Class names in the model's output order, when the labels are names (e.g. the trainer's classes, "
+            "sorted); unset: labels are class indices. The prediction is the index of the largest output."
+        ),
+    )
+    output: ShortString | None = Field(
+        None,
+        description=(
+            "The logged output column to score, lower-cased as the agent logs it (e.g. output__0); unset: "
+            "the log's only output column."
+        ),
+    )
+    metric: PerformanceMetric = Field(
+        description=(
+            "accuracy: share of correct classes; f1: macro-averaged F1 over the classes seen (labels or "
+            "predictions); rmse: root mean squared error; mae: mean absolute error (regression: the output's "
+            "first value)."
+        )
+    )
+    threshold: float = Field(
+        ge=0, description="Degraded when accuracy or f1 falls below it, or when rmse or mae rises above it."
+    )
+    window: str = Field(
+        "24h",
+        pattern=DURATION_PATTERN,
+        max_length=32,
+        description="Logged predictions of the served version made within this long before the check, e.g. 24h, 7d.",
+    )
+    min_labelled_rows: int = Field(
+        100,
+        ge=1,
+        le=100_000_000,
+        description="Fewer logged rows with a label than this give InsufficientData, never a verdict.",
+    )
+
+
 class Monitoring(ApiModel):
     """Model monitoring."""
 
     drift: Drift | None = Field(None, description="Data-drift check; needs spec.logging.")
+    performance: Performance | None = Field(
+        None,
+        description="Live accuracy / error from delayed labels, computed in each drift check; needs drift.",
+    )
 
 
 class Retrain(ApiModel):
-    """Start a TrainingJob from a template when drift is detected (Auto) or only by hand (Manual)."""
+    """Start a TrainingJob from a template when drift is detected or performance degrades (Auto), or only by
+    hand (Manual)."""
 
-    policy: Literal["Manual", "Auto"] = Field("Manual", description="Auto retrains when drift is detected.")
+    policy: Literal["Manual", "Auto"] = Field(
+        "Manual", description="Auto retrains when drift is detected or performance degrades."
+    )
     template: TrainingJobSpec = Field(description="Spec of the TrainingJob to create.")
     cooldown: str = Field(
         "24h",
@@ -345,6 +439,11 @@ class InferenceServiceSpec(ApiModel):
             rule(
                 "!has(self.monitoring) || !has(self.monitoring.drift) || has(self.logging)",
                 "spec.monitoring.drift needs spec.logging: drift is computed on logged requests",
+            ),
+            rule(
+                "!has(self.monitoring) || !has(self.monitoring.performance) || has(self.monitoring.drift)",
+                "spec.monitoring.performance needs spec.monitoring.drift: it is computed in the drift check's Job, "
+                "on its schedule",
             ),
             rule(
                 "!has(self.canary) || !has(self.rollout)",
@@ -386,8 +485,8 @@ class InferenceServiceSpec(ApiModel):
         None, description="Roll a new version out step by step with automatic promotion or rollback."
     )
     logging: Logging | None = Field(None, description="Request/response logging.")
-    monitoring: Monitoring | None = Field(None, description="Drift monitoring.")
-    retrain: Retrain | None = Field(None, description="Retraining on drift.")
+    monitoring: Monitoring | None = Field(None, description="Drift and performance monitoring.")
+    retrain: Retrain | None = Field(None, description="Retraining on drift or degraded performance.")
     storage: Storage = Field(description="Credentials of the object store with the models and logs.")
 
 
@@ -424,16 +523,42 @@ class DriftStatus(ApiModel):
     message: str | None = Field(None, max_length=4096, description="What the check found, in words.")
 
 
+class PerformanceStatus(ApiModel):
+    """The outcome of the last performance check (spec.monitoring.performance)."""
+
+    result: PerformanceResult | None = Field(
+        None,
+        description=(
+            "WithinThreshold; PerformanceDegraded: the metric crossed the threshold; InsufficientData: fewer "
+            "labelled rows than minLabelledRows (no verdict); Failed: the labels or logs could not be read."
+        ),
+    )
+    last_check_time: datetime | None = Field(None, description="When the last check ran.")
+    job: ShortString | None = Field(None, description="The Job that ran it.")
+    metric: PerformanceMetric | None = Field(None, description="The metric computed.")
+    value: float | None = Field(None, description="Its value over the labelled rows of the window.")
+    threshold: float | None = Field(None, description="The threshold it was compared with.")
+    coverage: float | None = Field(
+        None, ge=0, le=1, description="Share of the window's logged predictions that have a label."
+    )
+    labelled_rows: int | None = Field(None, ge=0, description="Logged predictions with a label (the metric's rows).")
+    window_rows: int | None = Field(None, ge=0, description="Logged predictions in the window.")
+    report_uri: S3Uri | None = Field(None, description="S3 URI of performance.json, next to the drift report.")
+    message: str | None = Field(None, max_length=4096, description="What the check found, in words.")
+
+
 class RetrainStatus(ApiModel):
     """The last retraining this service started."""
 
     last_triggered: datetime | None = Field(None, description="When a retrain was last started.")
     training_job_ref: LocalRef | None = Field(None, description="The TrainingJob it created.")
-    reason: Literal["DriftDetected", "Requested"] | None = Field(
-        None, description="DriftDetected (policy Auto) or Requested (the retrain-requested annotation)."
+    reason: Literal["DriftDetected", "PerformanceDegraded", "Requested"] | None = Field(
+        None,
+        description="DriftDetected or PerformanceDegraded (policy Auto), or Requested (the retrain-requested "
+        "annotation).",
     )
     cause: ShortString | None = Field(
-        None, description="What started it: the drift report's id (its UTC time) or the request's value."
+        None, description="What started it: the check's report id (its UTC time) or the request's value."
     )
     last_request: ShortString | None = Field(
         None, description="The value of the mlcycle.io/retrain-requested annotation last acted on."
@@ -487,7 +612,9 @@ class InferenceServiceStatus(ApiModel):
         ),
     )
     conditions: Conditions | None = Field(
-        None, description="Ready, ModelLoaded, CanaryReady, RolloutAborted, DriftDetected, RetrainTriggered."
+        None,
+        description="Ready, ModelLoaded, CanaryReady, RolloutAborted, DriftDetected, PerformanceDegraded, "
+        "RetrainTriggered.",
     )
     observed_generation: int | None = Field(None, description="The generation this status describes.")
     url: str | None = Field(None, description="HTTP (KServe v2 protocol) endpoint inside the cluster.")
@@ -503,6 +630,7 @@ class InferenceServiceStatus(ApiModel):
     canary_model_version: ShortString | None = Field(None, description="ModelVersion receiving canary traffic.")
     traffic: list[Traffic] | None = Field(None, description="Actual traffic split.")
     drift: DriftStatus | None = Field(None, description="Last drift check.")
+    performance: PerformanceStatus | None = Field(None, description="Last performance check.")
     retrain: RetrainStatus | None = Field(None, description="Last retrain.")
     rollout: RolloutStatus | None = Field(None, description="The rollout of a new version, if any.")
     message: str | None = Field(None, description="Human-readable summary of the state.")

@@ -49,6 +49,7 @@ def on_inferenceservice_event(type, namespace, name, **_):
         _reconcile.forget(namespace, name)
         _scrapes.pop((namespace, name), None)
         metrics.forget_drift(namespace, name)
+        metrics.forget_performance(namespace, name)
     else:
         _reconcile.submit(namespace, name)
 
@@ -127,6 +128,9 @@ def _reconcile_once(namespace: str, name: str) -> None:
         kube.create(result.create)  # already there (a retry after a crash): fine, status records it below
     if result.drift_scores is not None:
         metrics.record_drift(namespace, name, result.drift_check_time, result.drift_scores)
+    if result.performance is not None:
+        p = result.performance
+        metrics.record_performance(namespace, name, p.metric, p.value, p.coverage)
     served = result.status.get("servedModelVersion")
     if served:
         agents.push_split([p for p in pods if _serves(p, served)], result.split)

@@ -1,5 +1,6 @@
 """The `<isvc>-drift` CronJob an InferenceService with spec.monitoring.drift wants: it runs `mlcycle drift`
-(the mlcycle image) on the served version's request logs against its reference, on the spec's schedule.
+(the mlcycle image) on the served version's request logs against its reference, on the spec's schedule, and
+with spec.monitoring.performance also scores the logged predictions against the delayed labels.
 
 A manual run: `kubectl create job --from=cronjob/<isvc>-drift <name>`.
 """
@@ -74,7 +75,28 @@ def drift_env(name: str, namespace: str, spec: InferenceServiceSpec, served_vers
         env.append({"name": "MLCYCLE_DRIFT_THRESHOLD", "value": str(drift.threshold)})
     if drift.features:
         env.append({"name": "MLCYCLE_DRIFT_FEATURES", "value": json.dumps(list(drift.features))})
-    return env + podenv.storage_env(spec.storage.secret_ref.name)
+    return env + performance_env(spec) + podenv.storage_env(spec.storage.secret_ref.name)
+
+
+def performance_env(spec: InferenceServiceSpec) -> list[dict]:
+    """The MLCYCLE_PERF_* inputs of spec.monitoring.performance (none without it): the same Job also scores
+    the window's logged predictions against the delayed labels (mlcycle.workloads.performance)."""
+    perf = spec.monitoring.performance if spec.monitoring else None
+    if perf is None:
+        return []
+    values = {
+        "LABELS": perf.labels,
+        "METRIC": perf.metric,
+        "THRESHOLD": str(perf.threshold),
+        "WINDOW": perf.window,
+        "MIN_LABELLED_ROWS": str(perf.min_labelled_rows),
+        "ID_COLUMN": perf.id_column,
+        "ROW_COLUMN": perf.row_column,
+        "LABEL_COLUMN": perf.label_column,
+        "CLASSES": json.dumps(list(perf.classes)) if perf.classes else None,
+        "OUTPUT": perf.output,
+    }
+    return [{"name": f"MLCYCLE_PERF_{key}", "value": value} for key, value in values.items() if value is not None]
 
 
 def desired_cronjob(

@@ -1,11 +1,11 @@
 """When an InferenceService starts a retrain, and the TrainingJob it creates. Pure functions.
 
-policy Auto: a drift check that found drift starts one, at most once per `cooldown` (status.retrain
-.lastTriggered persists across operator restarts). policy Manual only reports. With either policy, a new
-value of the annotation mlcycle.io/retrain-requested (e.g. `kubectl annotate isvc/x
-mlcycle.io/retrain-requested=$(date +%s) --overwrite`) starts one at once: a person asked. The
-TrainingJob's name comes from what caused it (the drift report, or the annotation's value), so a retried
-reconcile creates the same object, never a second one.
+policy Auto: a drift check that found drift, or performance degraded (spec.monitoring.performance), starts
+one, at most once per `cooldown` (status.retrain.lastTriggered persists across operator restarts). policy
+Manual only reports. With either policy, a new value of the annotation mlcycle.io/retrain-requested (e.g.
+`kubectl annotate isvc/x mlcycle.io/retrain-requested=$(date +%s) --overwrite`) starts one at once: a person
+asked. The TrainingJob's name comes from what caused it (the check's report, or the annotation's value), so a
+retried reconcile creates the same object, never a second one.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mlcycle.api.base import API_VERSION, DURATION_PATTERN
-from mlcycle.api.inferenceservice import DRIFT_DETECTED, InferenceServiceSpec
+from mlcycle.api.inferenceservice import DRIFT_DETECTED, PERFORMANCE_DEGRADED, InferenceServiceSpec
 from mlcycle.api.labels import DRIFT_REPORT, DRIFT_REPORT_ANNOTATION, INFERENCESERVICE, RETRAIN_REQUESTED_ANNOTATION
 from mlcycle.api.trainingjob import KIND as TRAININGJOB_KIND
 
 REQUESTED = "Requested"
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-_REPORT_ID = re.compile(r"/(\d{8}T\d{6}Z)/report\.(html|json)$")
+_REPORT_ID = re.compile(r"/(\d{8}T\d{6}Z)/(report\.html|report\.json|performance\.json)$")
 _MAX_NAME = 52  # a TrainingJob's Job keeps its name up to this length (see trainingjob.manifests.child_name)
 
 
@@ -44,7 +44,8 @@ def cooldown_left(last_triggered: datetime | None, cooldown: str, now: datetime)
 
 
 def report_id(report_uri: str | None) -> str | None:
-    """The drift report's folder name, its UTC time (e.g. 20261126T201500Z): a valid label value."""
+    """The check's report folder name, its UTC time (e.g. 20261126T201500Z): a valid label value. The drift
+    report and performance.json of one check share it."""
     match = _REPORT_ID.search(report_uri or "")
     return match.group(1) if match else None
 
@@ -57,7 +58,8 @@ def retrain_name(isvc: str, cause: str) -> str:
 
 @dataclass(frozen=True)
 class Decision:
-    """A retrain to start now: why (DriftDetected or Requested), its cause and the TrainingJob name."""
+    """A retrain to start now: why (DriftDetected, PerformanceDegraded or Requested), its cause and the
+    TrainingJob name."""
 
     reason: str
     cause: str
@@ -67,7 +69,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Waiting:
-    """Drift was detected but the cooldown holds: for the RetrainTriggered condition's message."""
+    """Drift or degradation was detected but the cooldown holds: for the RetrainTriggered condition's message."""
 
     message: str
 
@@ -87,19 +89,27 @@ def decide(
     requested = (annotations or {}).get(RETRAIN_REQUESTED_ANNOTATION)
     if requested and requested != retrain.get("lastRequest"):
         return Decision(REQUESTED, requested, retrain_name(isvc, f"request:{requested}"))
-    drift = status.get("drift") or {}
-    if spec.retrain.policy != "Auto" or drift.get("result") != DRIFT_DETECTED:
+    if spec.retrain.policy != "Auto":
         return None
-    cause = report_id(drift.get("reportUri")) or drift.get("job") or ""
+    # Drift first: a check that found both starts one retrain, for its drift report.
+    found = next(((reason, check) for reason, check in ((DRIFT_DETECTED, status.get("drift") or {}),
+                                                         (PERFORMANCE_DEGRADED, status.get("performance") or {}))
+                  if check.get("result") == reason), None)
+    if found is None:
+        return None
+    reason, check = found
+    cause = report_id(check.get("reportUri")) or check.get("job") or ""
     if retrain.get("cause") == cause:
         return None  # this check already started one
     last = retrain.get("lastTriggered")
     left = cooldown_left(datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None,
                          spec.retrain.cooldown, now)
+    what = "drift detected" if reason == DRIFT_DETECTED else "performance degraded"
     if left:
-        return Waiting(f"drift detected, but the last retrain started at {last}; the cooldown "
+        return Waiting(f"{what}, but the last retrain started at {last}; the cooldown "
                        f"{spec.retrain.cooldown} allows the next in {_rounded(left)}")
-    return Decision(DRIFT_DETECTED, cause, retrain_name(isvc, f"drift:{cause}"), drift.get("reportUri"))
+    prefix = "drift" if reason == DRIFT_DETECTED else "performance"
+    return Decision(reason, cause, retrain_name(isvc, f"{prefix}:{cause}"), check.get("reportUri"))
 
 
 def _rounded(delta: timedelta) -> str:
@@ -108,12 +118,12 @@ def _rounded(delta: timedelta) -> str:
 
 
 def desired_training_job(isvc: str, namespace: str, spec: InferenceServiceSpec, decision: Decision) -> dict:
-    """The TrainingJob from spec.retrain.template, labelled with the service and the drift report that
-    caused it (lineage: drift report -> training job -> new version -> service). No owner reference: the
+    """The TrainingJob from spec.retrain.template, labelled with the service and the check's report that
+    caused it (lineage: drift or performance report -> training job -> new version -> service). No owner reference: the
     record of a training run, like the version it registers, outlives the service."""
     labels = {INFERENCESERVICE: isvc, "app.kubernetes.io/managed-by": "mlcycle"}
     annotations = {}
-    if decision.reason == DRIFT_DETECTED and report_id(decision.report_uri):
+    if decision.reason in (DRIFT_DETECTED, PERFORMANCE_DEGRADED) and report_id(decision.report_uri):
         labels[DRIFT_REPORT] = report_id(decision.report_uri)
         annotations[DRIFT_REPORT_ANNOTATION] = decision.report_uri
     else:

@@ -25,6 +25,7 @@ from mlcycle.inferenceservice.analysis import Measurement
 from mlcycle.inferenceservice.cronjob import cronjob_name
 from mlcycle.inferenceservice.hpa import desired_hpa, hpa_name
 from mlcycle.inferenceservice.monitoring import monitoring
+from mlcycle.inferenceservice.performance_status import Gauges
 from mlcycle.inferenceservice.resolve import resolve
 from mlcycle.inferenceservice.rollout import Observation, next_rollout
 from mlcycle.inferenceservice.service import canary_url, desired_service, service_name, urls
@@ -62,6 +63,7 @@ class Plan:
     create: dict | None = None  # an object to create once (a retrain's TrainingJob)
     drift_scores: dict[str, tuple[float, bool]] | None = None  # a drift check just finished: for the metrics
     drift_check_time: float | None = None
+    performance: Gauges | None = None  # a check with performance just finished: for the metrics
 
     def due_in(self, seconds: float | None) -> None:
         if seconds is not None:
@@ -255,6 +257,7 @@ def plan(isvc: dict, versions: list[dict], deployments: list[dict], pods: list[d
         out.delete.append(("batch/v1", "CronJob", cronjob_name(name)))
     out.create = watch.training_job
     out.drift_scores, out.drift_check_time = watch.scores, watch.check_time
+    out.performance = watch.performance
     status.update(watch.status)
     conditions += watch.conditions
     out.events += watch.events

@@ -13,10 +13,14 @@ from mlcycle.api.inferenceservice import AGENT_PORT
 from mlcycle.localdev.cluster import service_backend
 
 
-def infer_once(address: str, row, model: str = "iris") -> tuple[str | None, int]:
-    """(x-mlcycle-model-version, HTTP status) of one request with one row to the agent at `address`."""
-    body = json.dumps({"inputs": [{"name": "INPUT__0", "shape": [1, len(row)], "datatype": "FP32",
-                                   "data": [float(v) for v in row]}]}).encode()
+def infer_once(address: str, row, model: str = "iris", request_id: str | None = None) -> tuple[str | None, int]:
+    """(x-mlcycle-model-version, HTTP status) of one request with one row to the agent at `address`; with
+    `request_id`, the request carries it as its v2 `id` (the id the agent logs, and delayed labels name)."""
+    document: dict = {"inputs": [{"name": "INPUT__0", "shape": [1, len(row)], "datatype": "FP32",
+                                  "data": [float(v) for v in row]}]}
+    if request_id is not None:
+        document["id"] = request_id
+    body = json.dumps(document).encode()
     request = urllib.request.Request(f"http://{address}:{AGENT_PORT}/v2/models/{model}/infer", body,
                                      {"Content-Type": "application/json"})
     try:

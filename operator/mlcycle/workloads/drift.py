@@ -20,6 +20,8 @@ Inputs, each an option or else the environment variable the CronJob sets:
   --features   MLCYCLE_DRIFT_FEATURES   JSON list of the features to check (default: all the reference has)
   --title      MLCYCLE_DRIFT_TITLE      heading of the report, e.g. <namespace>/<isvc>
   --model-version MLCYCLE_DRIFT_MODEL_VERSION  the version the logs belong to, for the report
+  MLCYCLE_PERF_*                        with MLCYCLE_PERF_LABELS, the check also computes the served version's
+                                        live metric from delayed labels (mlcycle.workloads.performance)
   MLCYCLE_TERMINATION_LOG (default /dev/termination-log) and the S3 settings MLCYCLE_S3_ENDPOINT,
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLCYCLE_S3_SECURE, AWS_REGION (see mlcycle.podenv).
 
@@ -51,7 +53,7 @@ from mlcycle import training
 from mlcycle.api.inferenceservice import DRIFT_METHODS
 from mlcycle.clients import s3
 from mlcycle.drift import report, stats
-from mlcycle.workloads import profile
+from mlcycle.workloads import performance, profile
 
 NO_DRIFT, DRIFT_DETECTED = "NoDrift", "DriftDetected"
 INSUFFICIENT_DATA, REFERENCE_MISSING, FAILED = "InsufficientData", "ReferenceMissing", "Failed"
@@ -86,6 +88,7 @@ class DriftConfig:
     features: tuple[str, ...] | None = None
     title: str = ""
     model_version: str | None = None
+    performance: performance.PerformanceConfig | None = None
 
     @classmethod
     def parse(cls, argv: Sequence[str], env: Mapping[str, str] = os.environ) -> DriftConfig:
@@ -136,6 +139,7 @@ class DriftConfig:
             features=tuple(features) if features else None,
             title=args.title,
             model_version=args.model_version,
+            performance=performance.PerformanceConfig.from_env(env),
         )
 
 
@@ -456,7 +460,11 @@ def run(config: DriftConfig, storage, check_time: datetime | None = None,
     report_uri = write_reports(storage, config, found, check_time)
     say(f"wrote {report_uri} (and report.json beside it)")
     say(f"result: {found.result}: {found.message}")
-    return result_document(found, check_time, report_uri)
+    doc = result_document(found, check_time, report_uri)
+    if config.performance is not None:
+        doc["performance"] = performance.run(config.performance, config.logs, config.reports, storage, check_time,
+                                             say)
+    return doc
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,3 +91,15 @@ def test_the_jobs_and_pods_of_the_check_are_found_by_the_service_label():
     selector = dict(kv.split("=") for kv in cronjob.job_selector("iris").split(","))
     assert selector.items() <= obj["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"].items()
     assert selector.items() <= obj["spec"]["jobTemplate"]["metadata"]["labels"].items()
+
+
+def test_performance_monitoring_passes_its_inputs_to_the_same_check():
+    spec = inferenceservice_spec(monitoring={"drift": {"schedule": "@hourly"}, "performance": {
+        "labels": "s3://labels/iris/", "metric": "f1", "threshold": 0.7, "window": "7d", "labelColumn": "species",
+        "classes": ["setosa", "versicolor"]}})
+    env = env_of(desired(spec))
+    assert {k: v for k, v in env.items() if k.startswith("MLCYCLE_PERF_")} == {
+        "MLCYCLE_PERF_LABELS": "s3://labels/iris/", "MLCYCLE_PERF_METRIC": "f1", "MLCYCLE_PERF_THRESHOLD": "0.7",
+        "MLCYCLE_PERF_WINDOW": "7d", "MLCYCLE_PERF_MIN_LABELLED_ROWS": "100", "MLCYCLE_PERF_ID_COLUMN": "request_id",
+        "MLCYCLE_PERF_LABEL_COLUMN": "species", "MLCYCLE_PERF_CLASSES": '["setosa", "versicolor"]'}
+    assert not any(k.startswith("MLCYCLE_PERF_") for k in env_of(desired()))
