@@ -127,6 +127,10 @@ class Trainer(ApiModel):
         return self
 
 
+# The file names a prefix's objects of each format have (and what tells a lineage URI's format).
+DATASET_EXTENSIONS = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".ndjson", ".json")}
+
+
 class Dataset(ApiModel):
     """The training data."""
 
@@ -267,7 +271,8 @@ class DataDrift(ApiModel):
         ),
     )
     threshold: float | None = Field(
-        None, gt=0, description="Per-column threshold for an explicit method (a p-value for ks and chi2, else a distance)."
+        None, gt=0,
+        description="Per-column threshold for an explicit method (a p-value for ks and chi2, else a distance).",
     )
     drift_share: float = Field(
         0.5, gt=0, le=1, description="The expectation fails when at least this share of the compared columns drifted."
@@ -291,7 +296,9 @@ class DataValidation(ApiModel):
         None, max_length=256, json_schema_extra=list_type("map", "name"),
         description="Per-column expectations: presence, type, missing values, range, allowed values.",
     )
-    allow_extra_columns: bool = Field(True, description="Whether the dataset may have columns that columns does not list.")
+    allow_extra_columns: bool = Field(
+        True, description="Whether the dataset may have columns that columns does not list."
+    )
     min_rows: int | None = Field(None, ge=0, description="Fewest data rows the dataset must have.")
     max_rows: int | None = Field(None, ge=0, description="Most data rows the dataset may have.")
     drift: DataDrift | None = Field(None, description="Compare with the data that trained the current champion.")

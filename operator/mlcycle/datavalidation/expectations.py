@@ -216,9 +216,9 @@ def schema_outcomes(columns: Sequence[str], spec: DataValidation) -> list[Outcom
     for e in spec.columns or []:
         if e.required:
             ok = e.name in columns
+            said = "present" if ok else f"missing (columns: {list(columns)})"
             outcomes.append(Outcome(f"exists({e.name})", e.name, _verdict(ok), "column present",
-                                    "present" if ok else "absent",
-                                    f"column {e.name!r} is " + ("present" if ok else f"missing (columns: {list(columns)})")))
+                                    "present" if ok else "absent", f"column {e.name!r} is {said}"))
     if not spec.allow_extra_columns:
         listed = {e.name for e in spec.columns or []}
         extra = [c for c in columns if c not in listed]

@@ -97,7 +97,8 @@ def render_html(doc: Mapping[str, Any], columns: Mapping[str, ColumnSummary],
         f"<style>{drift_report.CSS}{_EXTRA_CSS}</style></head><body><main>",
         f"<h1>Data validation: {e(doc.get('trainingJob') or dataset.get('uri') or '')}</h1>",
         f"<div class='sub'>checked {e(doc['checkTime'])}</div>",
-        f"<div class='banner' style='background:{color}'><b>{e(words)}</b><span>{e(doc.get('message', ''))}</span></div>",
+        f"<div class='banner' style='background:{color}'><b>{e(words)}</b>"
+        f"<span>{e(doc.get('message', ''))}</span></div>",
         "<div class='facts'>",
         *(f"<div class='fact'><small>{k}</small><div>{e(v)}</div></div>" for k, v in facts if v is not None),
         "</div>",
@@ -116,7 +117,8 @@ def render_html(doc: Mapping[str, Any], columns: Mapping[str, ColumnSummary],
         parts.append(f"<h2>Missing and invalid values</h2><div class='card'>{_img(png, 'shares per column')}</div>")
     profile = "".join(
         f"<tr><td>{e(name)}</td><td>{e(c['type'])}</td><td class='num'>{e(c['rows'])}</td>"
-        f"<td class='num'>{e(c['missing'])}</td><td class='num'>{e(c['min'])}</td><td class='num'>{e(c['max'])}</td></tr>"
+        f"<td class='num'>{e(c['missing'])}</td><td class='num'>{e(c['min'])}</td>"
+        f"<td class='num'>{e(c['max'])}</td></tr>"
         for name, c in doc["columns"].items()
     )
     parts.append("<h2>Columns</h2><table><tr><th>Column</th><th>Type</th><th>Rows</th><th>Missing</th><th>Min</th>"

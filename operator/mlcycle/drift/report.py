@@ -215,7 +215,8 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
         order = sorted(features, key=lambda f: (not features[f]["drifted"], f))
         rows = "".join(
             f"<tr><td>{html.escape(f)}</td><td>{escaped(features[f]['method'])}</td>"
-            f"<td class='num'>{escaped(features[f]['statistic'])}</td><td class='num'>{escaped(features[f]['pValue'])}</td>"
+            f"<td class='num'>{escaped(features[f]['statistic'])}</td>"
+            f"<td class='num'>{escaped(features[f]['pValue'])}</td>"
             f"<td class='num'>{escaped(features[f]['threshold'])}</td>"
             f"<td><span class='tag {'yes' if features[f]['drifted'] else 'no'}'>"
             f"{'drifted' if features[f]['drifted'] else 'ok'}</span></td></tr>"
@@ -230,7 +231,8 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
             png = base64.b64encode(chart_png(f, entry, charts[f])).decode()
             ref, cur = entry["reference"], entry["current"]
             stats_rows = "".join(
-                f"<tr><td>{k}</td><td class='num'>{escaped(ref.get(k))}</td><td class='num'>{escaped(cur.get(k))}</td></tr>"
+                f"<tr><td>{k}</td><td class='num'>{escaped(ref.get(k))}</td>"
+                f"<td class='num'>{escaped(cur.get(k))}</td></tr>"
                 for k in ("count", "mean", "std", "min", "max", "nonFinite")
             )
             parts.append(

@@ -36,11 +36,11 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from mlcycle import training
+from mlcycle.api.trainingjob import DATASET_EXTENSIONS as EXTENSIONS
 from mlcycle.clients import s3
 from mlcycle.training import TrainingFailed
 
 FORMATS = ("csv", "parquet", "jsonl")
-EXTENSIONS = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".ndjson", ".json")}
 # A text column with more distinct values than this is an identifier, not a category: one-hot would explode.
 MAX_CATEGORIES = 1024
 _SAMPLE_BYTES = 1 << 20  # what type inference sees of a CSV or JSONL file

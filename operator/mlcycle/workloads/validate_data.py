@@ -84,7 +84,8 @@ class Config:
         except argparse.ArgumentError as e:
             raise ValueError(str(e)) from None
         if not args.dataset or not args.expectations:
-            raise ValueError("--dataset (MLCYCLE_DATASET_URI) and --expectations (MLCYCLE_DATA_VALIDATION) are required")
+            raise ValueError("--dataset (MLCYCLE_DATASET_URI) and --expectations (MLCYCLE_DATA_VALIDATION) "
+                             "are required")
         if args.format not in dataset.FORMATS:
             raise ValueError(f"format must be one of {', '.join(dataset.FORMATS)}, not {args.format!r}")
         text = args.expectations
