@@ -301,9 +301,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = training.Reporter.from_env(env)
     try:
         config = Config.parse(argv, env)
-        remote = config.dataset.startswith("s3://") or (config.reports or "").startswith("s3://") or bool(
-            (config.reference or {}).get("uri"))
-        storage = s3.client(s3.S3Config.from_env(env)) if remote else None
+        places = (config.dataset, config.reports or "", (config.reference or {}).get("uri") or "")
+        storage = s3.client(s3.S3Config.from_env(env)) if any(p.startswith("s3://") for p in places) else None
         found = validate(config, storage)
         check_time = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         report_uri = write_reports(storage, config.reports, found, check_time) if config.reports else None
