@@ -11,6 +11,7 @@ import yaml
 
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import iris_like_csv, storage_secret, training_job
+from modelversion_artifacts import model_version, torchscript_bytes
 from waiting import wait_for
 
 OUT_OF_RANGE = 25.0  # no iris is 25 cm long
@@ -132,3 +133,41 @@ def test_a_clean_dataset_passes_trains_and_leaves_its_reports_in_minio(
     assert drift["result"] == "skipped" and "no version of model dvgood holds alias champion" in drift["message"]
     page = read_object(minio, dv["reportUri"]).decode()
     assert "Data validated" in page and "range(sepal_length)" in page and "data:image/png;base64," in page
+
+
+def test_drift_against_the_data_that_trained_the_champion_fails_a_shifted_dataset(
+        cluster, crds, operator, local_runtime, minio, namespace):
+    clean = iris_like_csv(rows_per_class=100)
+    lines = clean.decode().splitlines()
+    shifted = "\n".join([lines[0]] + [",".join([*(f"{float(v) + 3:.2f}" for v in line.split(",")[:4]),
+                                                line.split(",")[4]]) for line in lines[1:]]) + "\n"
+    put(minio, "dv-ref/iris.csv", clean)
+    put(minio, "dv-shift/iris.csv", shifted.encode())
+    artifact = torchscript_bytes()
+    minio.client().put_object("models", "dvdrift/v1/model.pt", io.BytesIO(artifact), len(artifact))
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    # The champion: a version whose lineage names the clean data.
+    champion = model_version("dvdrift-v1", namespace, "dvdrift", 1, "s3://models/dvdrift/v1/model.pt",
+                             aliases=["champion"], source={"dataset": {"uri": "s3://datasets/dv-ref/iris.csv"}})
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, champion]))
+    wait_for(lambda: "champion" in ((get_json(cluster, "modelversion", "dvdrift-v1", "-n", namespace) or {})
+                                    .get("status") or {}).get("aliases", []),
+             "dvdrift-v1 to hold the alias champion", timeout=180)
+
+    tj = training_job("dv-drift", namespace, "s3", epochs=1, node_selector=RUNTIME_LABEL, model="dvdrift")
+    tj["spec"]["dataset"]["uri"] = "s3://datasets/dv-shift/iris.csv"
+    tj["spec"]["tolerations"] = [RUNTIME_TOLERATION]
+    tj["spec"]["dataValidation"] = {"drift": {"againstAlias": "champion"}}
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump(tj))
+
+    tj = wait_for(lambda: finished(cluster, "dv-drift", namespace), "dv-drift to fail", timeout=300)
+    status = tj["status"]
+    assert status["phase"] == "Failed", status.get("message")
+    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == "DataValidationFailed"
+    (failure,) = status["dataValidation"]["failures"]
+    assert failure["expectation"] == "drift(champion)"
+    assert failure["message"].startswith("4 of 4 drifted (100%) against the data of champion: ")
+    doc = json.loads(read_object(minio, status["dataValidation"]["reportUri"].replace("report.html", "report.json")))
+    assert doc["reference"]["modelVersion"] == "dvdrift-v1"
+    assert doc["reference"]["uri"] == "s3://datasets/dv-ref/iris.csv" and doc["reference"]["rows"] == 300
+    assert sorted(doc["drift"]["driftedColumns"]) == ["petal_length", "petal_width", "sepal_length", "sepal_width"]
