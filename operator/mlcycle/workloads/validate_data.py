@@ -123,19 +123,20 @@ def read_batches(source: str, format: str, storage, on_columns: Callable[[list[s
     """Stream the dataset at `source`: `on_columns` once with the first file's columns, then each batch."""
     parts = dataset.s3_parts(storage, source, format) if source.startswith("s3://") else dataset.local_parts(
         source, format)
-    seen: list[tuple[str, list[str]]] = []
+    first: list[tuple[str, list[str]]] = []  # the first file's name and columns, once its reader chose them
+    announced = False
     for name, opener in parts:
         with dataset.storage_failures(), opener() as stream:
             try:
-                for batch in dataset.READERS[format](stream, name, _chooser(format, seen)):
-                    if len(seen) == 1:
-                        on_columns(seen[0][1])
-                        seen.append(seen[0])  # announced
+                for batch in dataset.READERS[format](stream, name, _chooser(format, first)):
+                    if not announced:
+                        on_columns(first[0][1])
+                        announced = True
                     on_batch(batch)
             except (pa.ArrowInvalid, UnicodeDecodeError) as e:
                 raise TrainingFailed(training.DATASET_UNREADABLE, f"{name} is not readable {format}: {e}") from e
-    if len(seen) == 1:  # files without a data row
-        on_columns(seen[0][1])
+    if first and not announced:  # files without a data row
+        on_columns(first[0][1])
 
 
 @dataclass

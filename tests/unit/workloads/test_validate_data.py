@@ -90,3 +90,10 @@ def test_the_termination_message_drops_failures_to_fit():
         {"expectation": f"range(c{i})", "column": f"c{i}", "message": "x" * 290} for i in range(64)]}
     text = validate_data.termination_message(doc)
     assert len(text.encode()) <= MESSAGE_LIMIT and 0 < len(json.loads(text)["dataValidation"]["failures"]) < 64
+
+
+def test_a_header_without_rows_has_its_columns_and_no_rows(tmp_path):
+    (tmp_path / "d.csv").write_text("x,label\n")
+    found = validate(config(tmp_path / "d.csv", {"columns": [{"name": "x"}], "minRows": 1}), None, quiet)
+    assert found.observed.columns == ["x", "label"]
+    assert {o.expectation: o.result for o in found.outcomes} == {"rows": "failed", "exists(x)": "passed"}
