@@ -92,8 +92,10 @@ def test_the_termination_message_drops_failures_to_fit():
     assert len(text.encode()) <= MESSAGE_LIMIT and 0 < len(json.loads(text)["dataValidation"]["failures"]) < 64
 
 
-def test_a_header_without_rows_has_its_columns_and_no_rows(tmp_path):
-    (tmp_path / "d.csv").write_text("x,label\n")
-    found = validate(config(tmp_path / "d.csv", {"columns": [{"name": "x"}], "minRows": 1}), None, quiet)
+def test_a_file_without_rows_has_its_columns_and_no_rows(tmp_path):
+    pq.write_table(pa.table({"x": pa.array([], pa.float64()), "label": pa.array([], pa.string())}),
+                   tmp_path / "d.parquet")
+    found = validate(config(tmp_path / "d.parquet", {"columns": [{"name": "x"}], "minRows": 1}, "parquet"),
+                     None, quiet)
     assert found.observed.columns == ["x", "label"]
     assert {o.expectation: o.result for o in found.outcomes} == {"rows": "failed", "exists(x)": "passed"}
