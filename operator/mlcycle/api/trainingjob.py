@@ -354,7 +354,13 @@ class TrainingJobSpec(ApiModel):
         None, description="Register the result as a ModelVersion when the job succeeds."
     )
     data_validation: DataValidation | None = Field(
-        None, description="Expectations the dataset must meet before training starts (an init step of every worker)."
+        None,
+        description=(
+            "Expectations the dataset must meet before any training: every worker first runs `mlcycle "
+            "validate-data` as its init container (built-in trainer and user images alike). Data that fails ends "
+            "the job Failed with reason DataValidationFailed and the failing expectations in status.dataValidation; "
+            "report.json and report.html go to <output>/<run>/data-validation/."
+        ),
     )
 
     @model_validator(mode="after")
