@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mlcycle.operator_main", "run the operator against the current kubeconfig"),
     "train": ("mlcycle.workloads.trainer", "the built-in PyTorch trainer (runs inside training pods)"),
+    "validate-data": ("mlcycle.workloads.validate_data", "check a dataset against spec.dataValidation (training init)"),
     "fetch-model": ("mlcycle.workloads.fetch_model", "lay out a Triton model repository (serving pods' init)"),
     "drift": ("mlcycle.workloads.drift", "one drift check of a served model (runs in the <isvc>-drift CronJob)"),
     "verify": ("mlcycle.workloads.verify", "verify one ModelVersion's artifact (runs inside its verification pod)"),

@@ -11,5 +11,6 @@ RELEASE_IMAGE = f"ghcr.io/mlcycle/mlcycle:{__version__}"
 
 
 def mlcycle_image() -> str:
-    """The mlcycle image (trainer, fetch-model, agent, drift, verify): `MLCYCLE_IMAGE`, else the release's."""
+    """The mlcycle image (trainer, validate-data, fetch-model, agent, drift, verify): `MLCYCLE_IMAGE`, else the
+    release's."""
     return os.environ.get("MLCYCLE_IMAGE") or RELEASE_IMAGE

@@ -261,6 +261,9 @@ NodeSelector = Annotated[
 Tolerations = Annotated[list[Toleration], Field(max_length=32)]
 Metrics = Annotated[dict[str, float], Field(max_length=MAX_ITEMS)]
 Aliases = Annotated[list[DnsLabel], Field(max_length=16, json_schema_extra=list_type("set"))]
+# The drift statistics a user can ask for (mlcycle.drift.stats.METHODS): serving's drift checks and training's
+# data validation.
+DriftMethod = Literal["auto", "psi", "ks", "chi2", "wasserstein", "jensenshannon"]
 
 
 # Cron, exactly as the CronJob controller parses it (robfig/cron's standard parser): five fields (minute hour

@@ -16,6 +16,7 @@ from .base import (
     ApiModel,
     Conditions,
     DnsLabel,
+    DriftMethod,
     LabelValue,
     LocalRef,
     NodeSelector,
@@ -236,7 +237,6 @@ class Logging(ApiModel):
     destination: S3Uri = Field(description="S3 URI prefix the request logs are written under.")
 
 
-DriftMethod = Literal["auto", "psi", "ks", "chi2", "wasserstein", "jensenshannon"]
 DRIFT_METHODS: tuple[str, ...] = get_args(DriftMethod)
 # The outcome of one drift check (status.drift.result and the check's termination message).
 DriftResult = Literal["NoDrift", "DriftDetected", "InsufficientData", "ReferenceMissing", "Failed"]

@@ -15,6 +15,7 @@ from .base import (
     Conditions,
     DnsLabel,
     DnsSubdomain,
+    DriftMethod,
     EnvList,
     LabelValue,
     LocalRef,
@@ -127,6 +128,10 @@ class Trainer(ApiModel):
         return self
 
 
+# The file names a prefix's objects of each format have (and what tells a lineage URI's format).
+DATASET_EXTENSIONS = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".ndjson", ".json")}
+
+
 class Dataset(ApiModel):
     """The training data."""
 
@@ -177,6 +182,129 @@ class RegisterModel(ApiModel):
     )
 
 
+# Data validation (spec.dataValidation): the init container that checks the dataset, the condition it sets
+# and the reason a job fails with when the data does not meet its expectations.
+VALIDATE_DATA_CONTAINER = "validate-data"
+DATA_VALIDATED = "DataValidated"  # condition type
+DATA_VALIDATION_FAILED = "DataValidationFailed"  # status.dataValidation.result, the Failed reason
+DATA_VALIDATION_PASSED = "Passed"
+# validate-data's exit status when the data fails an expectation: the Job's pod failure policy fails the job on
+# it at once (the same data fails again); any other failure is retried like a training failure.
+VALIDATION_FAILED_EXIT_CODE = 3
+ColumnType = Literal["number", "integer", "string", "boolean"]
+MAX_ALLOWED_VALUES = 1024
+
+
+class ColumnExpectation(ApiModel):
+    """What one column of the dataset must hold."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("!has(self.min) || !has(self.max) || self.min <= self.max", "min must not exceed max", ".min")
+        )
+    )
+
+    name: ShortString = Field(min_length=1, description="Column name, as in the CSV header or the file's schema.")
+    type: ColumnType | None = Field(
+        None,
+        description=(
+            "Type every value must have: number (integers included), integer (whole numbers), string (text: a "
+            "categorical column, not all numbers) or boolean (true/false). Missing values are not typed."
+        ),
+    )
+    required: bool = Field(True, description="Whether the column must exist; false checks it only where present.")
+    max_missing: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of rows whose value is missing (empty, null, NA, NaN), e.g. 0.01; 0 allows none. "
+            "Unset: any."
+        ),
+    )
+    min: float | None = Field(None, description="Smallest allowed value (inclusive); text values are outside.")
+    max: float | None = Field(None, description="Largest allowed value (inclusive); text values are outside.")
+    allowed_values: list[ShortString] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_ALLOWED_VALUES,
+        description="The values the column may take, e.g. [setosa, versicolor]; numbers compare as numbers (1 = 1.0).",
+    )
+    max_invalid: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Largest share of the column's values (missing ones left out) that may lie outside min/max or "
+            "allowedValues, e.g. 0.001; default 0: none."
+        ),
+    )
+
+
+class DataDrift(ApiModel):
+    """Drift of the dataset against the data that trained the version holding an alias (its lineage,
+    spec.source.dataset), with the statistics of serving's drift checks."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("!has(self.threshold) || self.method != 'auto'",
+                 "threshold needs an explicit method: with method auto each column uses its method's default",
+                 ".threshold"),
+        )
+    )
+
+    against_alias: DnsLabel = Field(
+        description=(
+            "Alias whose holder's training data is the reference, e.g. champion. While no version holds it (or "
+            "its lineage names no dataset) the comparison is skipped, and the report says so."
+        )
+    )
+    model: DnsLabel | None = Field(None, description="Registered model of the alias; default spec.registerModel.name.")
+    columns: list[ShortString] | None = Field(
+        None, min_length=1, max_length=4096,
+        description="Columns to compare; default every column that holds numbers in both datasets.",
+    )
+    method: DriftMethod = Field(
+        "auto",
+        description=(
+            "Statistic per column, as in InferenceService spec.monitoring.drift.method: auto (as Evidently's "
+            "DataDriftPreset), psi, ks, chi2, wasserstein or jensenshannon."
+        ),
+    )
+    threshold: float | None = Field(
+        None, gt=0,
+        description="Per-column threshold for an explicit method (a p-value for ks and chi2, else a distance).",
+    )
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="The expectation fails when at least this share of the compared columns drifted."
+    )
+
+
+class DataValidation(ApiModel):
+    """Expectations on the dataset, checked before any training: `mlcycle validate-data` runs as an init container
+    of every worker (built-in trainer and user images alike), so no training container starts on data that fails
+    them. It writes report.json and report.html under <output>/<run>/data-validation/; a failure ends the job
+    Failed with reason DataValidationFailed and the failing expectations in status.dataValidation."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            rule("!has(self.minRows) || !has(self.maxRows) || self.minRows <= self.maxRows",
+                 "minRows must not exceed maxRows", ".minRows")
+        )
+    )
+
+    columns: list[ColumnExpectation] | None = Field(
+        None, max_length=256, json_schema_extra=list_type("map", "name"),
+        description="Per-column expectations: presence, type, missing values, range, allowed values.",
+    )
+    allow_extra_columns: bool = Field(
+        True, description="Whether the dataset may have columns that columns does not list."
+    )
+    min_rows: int | None = Field(None, ge=0, description="Fewest data rows the dataset must have.")
+    max_rows: int | None = Field(None, ge=0, description="Most data rows the dataset may have.")
+    drift: DataDrift | None = Field(None, description="Compare with the data that trained the current champion.")
+
+
 class TrainingJobSpec(ApiModel):
     """Desired state of a TrainingJob. Everything that defines the run is immutable; runPolicy is not."""
 
@@ -187,6 +315,12 @@ class TrainingJobSpec(ApiModel):
                 "self.resources.gpus == 0 || self.procsPerWorker <= self.resources.gpus",
                 "spec.procsPerWorker must not exceed spec.resources.gpus",
                 ".procsPerWorker",
+            ),
+            rule(
+                "!has(self.dataValidation) || !has(self.dataValidation.drift) || "
+                "has(self.dataValidation.drift.model) || has(self.registerModel)",
+                "spec.dataValidation.drift needs a model: set drift.model or spec.registerModel",
+                ".dataValidation",
             ),
         )
     )
@@ -220,6 +354,22 @@ class TrainingJobSpec(ApiModel):
     register_model: RegisterModel | None = Field(
         None, description="Register the result as a ModelVersion when the job succeeds."
     )
+    data_validation: DataValidation | None = Field(
+        None,
+        description=(
+            "Expectations the dataset must meet before any training: every worker first runs `mlcycle "
+            "validate-data` as its init container (built-in trainer and user images alike). Data that fails ends "
+            "the job Failed with reason DataValidationFailed and the failing expectations in status.dataValidation; "
+            "report.json and report.html go to <output>/<run>/data-validation/."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _drift_has_a_model(self) -> TrainingJobSpec:
+        dv = self.data_validation
+        if dv and dv.drift and not dv.drift.model and not self.register_model:
+            raise ValueError("dataValidation.drift needs a model: set drift.model or spec.registerModel")
+        return self
 
 
 class WorkerCounts(ApiModel):
@@ -237,6 +387,27 @@ class ArtifactStatus(ApiModel):
     uri: S3Uri = Field(description="S3 URI of the model file.")
     digest: Sha256Digest | None = Field(None, description="sha256:<hex> of the file.")
     size: int | None = Field(None, ge=0, description="Size in bytes.")
+
+
+class ExpectationFailure(ApiModel):
+    """One expectation the dataset did not meet."""
+
+    expectation: ShortString = Field(description="Which, e.g. range(sepal_length), type(age), rows or drift.")
+    column: ShortString | None = Field(None, description="The column, for a column expectation.")
+    message: str = Field(max_length=1024, description="What was expected and what was observed.")
+
+
+class DataValidationStatus(ApiModel):
+    """The outcome of the dataset's validation (spec.dataValidation)."""
+
+    result: Literal["Passed", "DataValidationFailed"] = Field(description="Passed, or DataValidationFailed.")
+    message: str | None = Field(None, max_length=4096, description="Summary in words.")
+    rows: int | None = Field(None, ge=0, description="Data rows read.")
+    expectations: int | None = Field(None, ge=0, description="Expectations checked.")
+    failures: list[ExpectationFailure] | None = Field(
+        None, max_length=MAX_ITEMS, description="The expectations that failed (the first 64)."
+    )
+    report_uri: S3Uri | None = Field(None, description="S3 URI of the HTML report (report.json beside it).")
 
 
 class TrainingJobStatus(ApiModel):
@@ -265,6 +436,9 @@ class TrainingJobStatus(ApiModel):
     )
     model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
     message: str | None = Field(None, description="Human-readable summary of the state.")
+    data_validation: DataValidationStatus | None = Field(
+        None, description="How the dataset met spec.dataValidation (set once validation ran)."
+    )
 
 
 class TrainingJob(ApiModel):
@@ -288,6 +462,7 @@ class TrainingJob(ApiModel):
             "procsPerWorker",
             "gpuType",
             "registerModel",
+            "dataValidation",
         ),  # fmt: skip
     )
     status: TrainingJobStatus | None = Field(None, description="Observed state, written by the operator.")

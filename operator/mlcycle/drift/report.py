@@ -131,7 +131,7 @@ def chart_png(feature: str, entry: Mapping[str, Any], chart: Mapping[str, Any]) 
         ax.stairs(chart["current"], edges, color=CURRENT_COLOR, linewidth=1.8, label="current")
         ax.set_ylabel("density")
     verdict = "drifted" if entry["drifted"] else "no drift"
-    ax.set_title(f"{feature}: {entry['method']} {_fmt(entry['statistic'])} ({verdict})", fontsize=10, loc="left")
+    ax.set_title(f"{feature}: {entry['method']} {fmt(entry['statistic'])} ({verdict})", fontsize=10, loc="left")
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.tick_params(labelsize=8)
@@ -146,7 +146,7 @@ def chart_png(feature: str, entry: Mapping[str, Any], chart: Mapping[str, Any]) 
 # --- HTML ----------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def fmt(value: Any) -> str:
     if value is None:
         return "–"
     if isinstance(value, str):
@@ -158,11 +158,11 @@ def _fmt(value: Any) -> str:
     return f"{value:.4g}"
 
 
-def _e(value: Any) -> str:
-    return html.escape(_fmt(value) if not isinstance(value, str) else value)
+def escaped(value: Any) -> str:
+    return html.escape(fmt(value) if not isinstance(value, str) else value)
 
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1f2328}
 main{max-width:1180px;margin:0 auto;padding:24px}
 h1{font-size:22px;margin:0 0 4px} .sub{color:#57606a;font-size:13px;margin-bottom:16px}
@@ -193,30 +193,31 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
         ("Method", doc.get("method")),
         ("Drifted features", f"{len(doc['driftedFeatures'])} of {len(doc['features'])}: {doc['share']:.0%} "
          f"(the service drifts at ≥ {doc['driftShare']:.0%})" if "share" in doc else None),
-        ("Window", f"{_fmt(window.get('rows'))} of {_fmt(window.get('size'))} newest rows" if window else None),
+        ("Window", f"{fmt(window.get('rows'))} of {fmt(window.get('size'))} newest rows" if window else None),
         ("Logged between", f"{window['from']} and {window['to']}".replace("T", " ") if window.get("from") else None),
-        ("Reference", f"{doc.get('reference')} ({_fmt(doc.get('referenceRows'))} rows)"
+        ("Reference", f"{doc.get('reference')} ({fmt(doc.get('referenceRows'))} rows)"
          if doc.get("referenceRows") else doc.get("reference")),
         ("Request logs", doc.get("logs")),
     ]
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Drift report {html.escape(str(doc.get('title', '')))}</title><style>{_CSS}</style></head><body><main>",
+        f"<title>Drift report {html.escape(str(doc.get('title', '')))}</title><style>{CSS}</style></head><body><main>",
         f"<h1>Drift report: {html.escape(str(doc.get('title', '')))}</h1>",
         f"<div class='sub'>checked {html.escape(doc['checkTime'])}</div>",
         f"<div class='banner' style='background:{color}'><b>{html.escape(words)}</b>"
         f"<span>{html.escape(doc.get('message', ''))}</span></div>",
         "<div class='facts'>",
-        *(f"<div class='fact'><small>{k}</small><div>{_e(v)}</div></div>" for k, v in facts if v is not None),
+        *(f"<div class='fact'><small>{k}</small><div>{escaped(v)}</div></div>" for k, v in facts if v is not None),
         "</div>",
     ]
     features: Mapping[str, Any] = doc.get("features") or {}
     if features:
         order = sorted(features, key=lambda f: (not features[f]["drifted"], f))
         rows = "".join(
-            f"<tr><td>{html.escape(f)}</td><td>{_e(features[f]['method'])}</td>"
-            f"<td class='num'>{_e(features[f]['statistic'])}</td><td class='num'>{_e(features[f]['pValue'])}</td>"
-            f"<td class='num'>{_e(features[f]['threshold'])}</td>"
+            f"<tr><td>{html.escape(f)}</td><td>{escaped(features[f]['method'])}</td>"
+            f"<td class='num'>{escaped(features[f]['statistic'])}</td>"
+            f"<td class='num'>{escaped(features[f]['pValue'])}</td>"
+            f"<td class='num'>{escaped(features[f]['threshold'])}</td>"
             f"<td><span class='tag {'yes' if features[f]['drifted'] else 'no'}'>"
             f"{'drifted' if features[f]['drifted'] else 'ok'}</span></td></tr>"
             for f in order
@@ -230,7 +231,8 @@ def render_html(doc: Mapping[str, Any], charts: Mapping[str, Mapping[str, Any]])
             png = base64.b64encode(chart_png(f, entry, charts[f])).decode()
             ref, cur = entry["reference"], entry["current"]
             stats_rows = "".join(
-                f"<tr><td>{k}</td><td class='num'>{_e(ref.get(k))}</td><td class='num'>{_e(cur.get(k))}</td></tr>"
+                f"<tr><td>{k}</td><td class='num'>{escaped(ref.get(k))}</td>"
+                f"<td class='num'>{escaped(cur.get(k))}</td></tr>"
                 for k in ("count", "mean", "std", "min", "max", "nonFinite")
             )
             parts.append(

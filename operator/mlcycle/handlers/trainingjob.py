@@ -15,12 +15,12 @@ from pydantic import ValidationError
 from mlcycle import images, kube, metrics, redaction, storage
 from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
-from mlcycle.api.trainingjob import KIND, PLURAL, TrainingJobSpec
+from mlcycle.api.trainingjob import KIND, PLURAL, VALIDATE_DATA_CONTAINER, TrainingJobSpec
 from mlcycle.clients import s3
 from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.handlers.failures import backoff, retried
-from mlcycle.trainingjob import manifests, registration
+from mlcycle.trainingjob import datavalidation, manifests, registration
 from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
@@ -92,8 +92,10 @@ def _reconcile(namespace: str, name: str) -> None:
             # upgrade (a Job's pod template cannot change).
             observed = kube.get("batch/v1", "Job", namespace, manifests.child_name(name))
             image = manifests.job_image(observed)
+            validator = manifests.job_image(observed, VALIDATE_DATA_CONTAINER) or images.mlcycle_image()
             job = kube.ensure(manifests.desired_job(name, namespace, meta["uid"], spec,
-                                                    image or images.mlcycle_image()), observed)
+                                                    image or images.mlcycle_image(), validator,
+                                                    _validation_reference(namespace, spec, observed)), observed)
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
                 kube.ensure(service, kube.get("v1", "Service", namespace, service["metadata"]["name"]))
@@ -138,6 +140,15 @@ def _registration_retry(key: tuple[str, str], still_due: bool) -> float | None:
         return None
     failures = _registration_failures[key] = _registration_failures.get(key, 0) + 1
     return min(backoff(failures), MAX_REGISTRATION_RETRY_SECONDS)
+
+
+def _validation_reference(namespace: str, spec: TrainingJobSpec, job: dict | None) -> dict | None:
+    """The drift reference of spec.dataValidation: an existing Job keeps the one it was created with."""
+    if spec.data_validation is None or spec.data_validation.drift is None:
+        return None
+    if job is not None:
+        return datavalidation.job_reference(job)
+    return datavalidation.drift_reference(spec, kube.list_(API_VERSION, "ModelVersion", namespace))
 
 
 def _missing_references(namespace: str, spec: TrainingJobSpec) -> list[str]:

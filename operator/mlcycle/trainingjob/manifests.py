@@ -9,6 +9,7 @@ from mlcycle import images, names, podenv, podspec
 from mlcycle.api import labels as keys
 from mlcycle.api.base import owner_reference
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
+from mlcycle.trainingjob import datavalidation
 
 LABEL = keys.TRAININGJOB
 RENDEZVOUS_PORT = 29500
@@ -45,17 +46,21 @@ def output_uri(spec: TrainingJobSpec, uid: str) -> str:
     return f"{spec.output.uri.rstrip('/')}/{uid[:8]}"
 
 
-def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> list[dict]:
-    """Env of a worker: data and output locations, storage credentials by reference, torchrun's PET_*."""
-    secret = spec.storage.secret_ref.name
-    env = [
+def data_env(name: str, uid: str, spec: TrainingJobSpec) -> list[dict]:
+    """Data and output locations and storage credentials by reference: what every container of a worker reads."""
+    return [
         {"name": "MLCYCLE_TRAININGJOB", "value": name},
         {"name": "MLCYCLE_DATASET_URI", "value": spec.dataset.uri},
         {"name": "MLCYCLE_DATASET_FORMAT", "value": spec.dataset.format},
         {"name": "MLCYCLE_OUTPUT_URI", "value": output_uri(spec, uid)},
         {"name": "MLCYCLE_TERMINATION_LOG", "value": TERMINATION_LOG},
-        *podenv.storage_env(secret),
+        *podenv.storage_env(spec.storage.secret_ref.name),
     ]
+
+
+def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> list[dict]:
+    """Env of a worker: data_env, the trainer's configuration, torchrun's PET_*, then spec.env."""
+    env = data_env(name, uid, spec)
     if spec.dataset.digest:
         env.append({"name": "MLCYCLE_DATASET_DIGEST", "value": spec.dataset.digest})
     if spec.trainer is not None:
@@ -72,7 +77,8 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
     return env + [e.to_api() for e in spec.env or []]
 
 
-def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec, default_image: str) -> dict:
+def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec, default_image: str,
+              validator_image: str, validation_reference: dict | None) -> dict:
     container = {
         "name": "trainer",
         "image": spec.image or default_image,
@@ -88,6 +94,10 @@ def _pod_spec(name: str, namespace: str, uid: str, spec: TrainingJobSpec, defaul
         container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
     pod: dict = {"restartPolicy": "Never", "containers": [container],
                  **podspec.placement(spec.resources, spec.gpu_type, spec.node_selector, spec.tolerations)}
+    if spec.data_validation is not None:
+        resources = podspec.container_resources(spec.resources.model_copy(update={"gpus": 0}))
+        pod["initContainers"] = [datavalidation.validation_container(
+            spec, data_env(name, uid, spec), validator_image, resources, TERMINATION_LOG, validation_reference)]
     if spec.workers > 1:
         pod["subdomain"] = child_name(name)
     if spec.service_account_name:
@@ -111,24 +121,32 @@ def annotations(name: str) -> dict:
     return {keys.OWNER_NAME_ANNOTATION: name}
 
 
-def job_image(job: dict | None) -> str | None:
-    """The trainer image of an existing Job (its pod template cannot change)."""
-    containers = (job or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
-    return next((c.get("image") for c in containers if c.get("name") == "trainer"), None)
+def job_image(job: dict | None, container: str = "trainer") -> str | None:
+    """The image of a container (the trainer, or an init container) of an existing Job (its pod template
+    cannot change)."""
+    pod = (job or {}).get("spec", {}).get("template", {}).get("spec", {})
+    containers = (pod.get("containers") or []) + (pod.get("initContainers") or [])
+    return next((c.get("image") for c in containers if c.get("name") == container), None)
 
 
 def desired_job(name: str, namespace: str, uid: str, spec: TrainingJobSpec,
-                default_image: str = images.RELEASE_IMAGE) -> dict:
-    """The Job running the workers, in `spec.image` or else `default_image`. `suspend` is set only when the
-    TrainingJob asks for it: with server-side apply, leaving it out lets another controller (Kueue) own it, and
-    dropping it resumes the Job."""
+                default_image: str = images.RELEASE_IMAGE, validator_image: str | None = None,
+                validation_reference: dict | None = None) -> dict:
+    """The Job running the workers, in `spec.image` or else `default_image`; with spec.dataValidation, each
+    worker first runs `validate-data` in `validator_image` (the mlcycle image; default `default_image`) against
+    `validation_reference` (datavalidation.drift_reference). `suspend` is set only when the TrainingJob asks
+    for it: with server-side apply, leaving it out lets another controller (Kueue) own it, and dropping it
+    resumes the Job."""
     job_spec: dict = {
         "parallelism": spec.workers,
         "completions": spec.workers,
         "backoffLimit": spec.run_policy.backoff_limit,
         "template": {"metadata": {"labels": labels(name), "annotations": annotations(name)},
-                     "spec": _pod_spec(name, namespace, uid, spec, default_image)},
+                     "spec": _pod_spec(name, namespace, uid, spec, default_image, validator_image or default_image,
+                                       validation_reference)},
     }
+    if spec.data_validation is not None:
+        job_spec["podFailurePolicy"] = datavalidation.pod_failure_policy()
     if spec.workers > 1:
         job_spec["completionMode"] = "Indexed"
     if spec.run_policy.active_deadline_seconds:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
+from mlcycle.api.trainingjob import DATA_VALIDATED, DATA_VALIDATION_FAILED, DATA_VALIDATION_PASSED
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.modelversion import gates
 from mlcycle.pods import job_condition, termination_message
 from mlcycle.training import EPOCH, is_finite_number
+from mlcycle.trainingjob import datavalidation
 from mlcycle.trainingjob.manifests import COMPLETION_INDEX
 
 FINISHED = ("Succeeded", "Failed")
@@ -33,7 +36,7 @@ def pod_problem(pod: dict) -> tuple[str, str] | None:
         terminated = (cs.get("state") or {}).get("terminated") or {}
         if terminated and terminated.get("exitCode", 0) != 0:
             reason = terminated.get("reason") or "Error"
-            msg = termination_message(pod) or {}
+            msg = _own_message(terminated) or termination_message(pod) or {}
             detail = msg.get("error", {}).get("message") if isinstance(msg.get("error"), dict) else msg.get("log")
             if reason == "OOMKilled":
                 return "OOMKilled", f"pod {name} ran out of memory (OOMKilled); raise spec.resources.memory"
@@ -42,6 +45,15 @@ def pod_problem(pod: dict) -> tuple[str, str] | None:
             return trainer_reason or reason, f"pod {name} exited with code {code}" + (f": {detail}" if detail
                                                                                     else "")
     return None
+
+
+def _own_message(terminated: dict) -> dict | None:
+    """The JSON termination message of this container (an init container's too), if it left one."""
+    try:
+        parsed = json.loads(terminated.get("message") or "")
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _worker_zero(pods: list[dict]) -> dict | None:
@@ -112,7 +124,8 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
     is Stalled while it has not started: its pods cannot be created until someone creates them)."""
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
-    for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime"):
+    for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime",
+                 "dataValidation"):
         if previous.get(kept) is not None:
             status[kept] = previous[kept]
 
@@ -166,6 +179,14 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
             if problems:
                 reason = problems[0][0]
 
+    validated = datavalidation.validation_result(pods) or previous.get("dataValidation")
+    if validated:
+        status["dataValidation"] = validated
+        if phase == "Failed" and validated["result"] == DATA_VALIDATION_FAILED:
+            reason = DATA_VALIDATION_FAILED
+            message = f"the dataset fails spec.dataValidation: {validated.get('message', '')}" + (
+                f" (report: {validated['reportUri']})" if validated.get("reportUri") else "")
+
     stalled = phase == "Failed"
     if missing and phase == "Pending":
         reason, message, stalled = "ReferenceNotFound", "; ".join(missing), True
@@ -184,5 +205,15 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
         condition("Suspended", phase == "Suspended", reason if phase == "Suspended" else "NotSuspended",
                   message if phase == "Suspended" else "", generation),
     ]
+    if spec is not None and spec.data_validation is not None:
+        conds.append(_validated_condition(validated, generation))
     status["conditions"] = merge_conditions(previous.get("conditions"), conds)
     return status
+
+
+def _validated_condition(validated: dict | None, generation: int) -> dict:
+    """DataValidated: True once the dataset met spec.dataValidation, False when it did not, Unknown before."""
+    if validated is None:
+        return condition(DATA_VALIDATED, "Unknown", "Validating", "the dataset is not validated yet", generation)
+    passed = validated["result"] == DATA_VALIDATION_PASSED
+    return condition(DATA_VALIDATED, passed, validated["result"], validated.get("message", ""), generation)

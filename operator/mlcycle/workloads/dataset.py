@@ -36,11 +36,11 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from mlcycle import training
+from mlcycle.api.trainingjob import DATASET_EXTENSIONS as EXTENSIONS
 from mlcycle.clients import s3
 from mlcycle.training import TrainingFailed
 
 FORMATS = ("csv", "parquet", "jsonl")
-EXTENSIONS = {"csv": (".csv",), "parquet": (".parquet", ".pq"), "jsonl": (".jsonl", ".ndjson", ".json")}
 # A text column with more distinct values than this is an identifier, not a category: one-hot would explode.
 MAX_CATEGORIES = 1024
 _SAMPLE_BYTES = 1 << 20  # what type inference sees of a CSV or JSONL file
@@ -141,7 +141,7 @@ def s3_parts(storage, uri: str, format: str) -> list[tuple[str, Opener]]:
         bucket, key = s3.parse_s3_uri(uri)
     except ValueError as e:
         raise TrainingFailed(training.INVALID_CONFIG, f"MLCYCLE_DATASET_URI: {e}") from e
-    with _storage_failures():
+    with storage_failures():
         if key and not key.endswith("/"):
             keys = [key]
         else:
@@ -154,7 +154,7 @@ def s3_parts(storage, uri: str, format: str) -> list[tuple[str, Opener]]:
 
 
 @contextlib.contextmanager
-def _storage_failures() -> Iterator[None]:
+def storage_failures() -> Iterator[None]:
     try:
         yield
     except s3.ObjectNotFound as e:
@@ -409,7 +409,7 @@ def load_examples(
     sha = hashlib.sha256()
     assembler = _Assembler(label, features, label_as_text)
     for name, opener in parts:
-        with _storage_failures(), opener() as raw:
+        with storage_failures(), opener() as raw:
             stream = _Hashing(raw, sha)
             try:
                 for batch in READERS[format](stream, name, assembler.choose):
