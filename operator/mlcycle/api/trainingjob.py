@@ -31,7 +31,7 @@ from .base import (
     rule,
     validations,
 )
-from .modelversion import ArtifactFormat, Validation
+from .modelversion import ArtifactFormat, Evaluation, Validation
 
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
@@ -254,6 +254,9 @@ class TrainingJobStatus(ApiModel):
     artifact: ArtifactStatus | None = Field(None, description="The trained artifact.")
     dataset_digest: Sha256Digest | None = Field(
         None, description="sha256:<hex> of the data the trainer read (recorded in the ModelVersion's lineage)."
+    )
+    evaluation: Evaluation | None = Field(
+        None, description="Validation metrics per slice and fairness gaps (registerModel.validation.slices)."
     )
     model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
     message: str | None = Field(None, description="Human-readable summary of the state.")

@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
+from mlcycle.api.modelversion import Evaluation
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.pods import job_condition, termination_message
 from mlcycle.training import is_finite_number
@@ -68,6 +71,11 @@ def reported_results(result: dict) -> dict:
     digest = result.get("datasetDigest")
     if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
         out["datasetDigest"] = digest
+    try:
+        if result.get("evaluation"):
+            out["evaluation"] = Evaluation.model_validate(result["evaluation"]).to_api()
+    except ValidationError:
+        pass  # a user image's malformed evaluation: no slice results rather than a refused status write
     return out
 
 
@@ -102,7 +110,8 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
     is Stalled while it has not started: its pods cannot be created until someone creates them)."""
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
-    for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime"):
+    for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime",
+                 "evaluation"):
         if previous.get(kept) is not None:
             status[kept] = previous[kept]
 
