@@ -175,3 +175,32 @@ def test_main_reports_a_failure_in_the_termination_message(tmp_path, monkeypatch
     assert exited.value.code == 1
     error = json.loads(log.read_text())["error"]
     assert error["reason"] == "LabelColumnMissing" and "'species'" in error["message"]
+
+
+def test_slice_evaluation_covers_the_validation_rows_by_category_value_and_bin():
+    from mlcycle.api.modelversion import Validation
+
+    cfg = config("classification", "y", epochs=15)
+    examples = xor_examples()
+    trained = trainer.train(cfg, examples)
+    asked = Validation.model_validate({"slices": [{"feature": "color"}, {"feature": "x", "bins": [0]}]})
+    result = trainer.slice_evaluation(trained.model, examples, cfg, asked)
+    slices = {f"{s['feature']}={s['value']}": s["metrics"] for s in result["slices"]}
+    assert list(slices) == ["color=blue", "color=green", "color=red", "x=[-inf, 0)", "x=[0, inf)"]
+    validation_rows = round(len(examples.features) * cfg.hyperparameters.validation_split)
+    assert sum(slices[f"color={c}"]["count"] for c in ("blue", "green", "red")) == validation_rows
+    assert all(m["accuracy"] > 0.9 for m in slices.values())
+    assert {f["feature"] for f in result["fairness"]} == {"color", "x"}
+
+
+@pytest.mark.parametrize(("validation", "says"), [
+    ({"slices": [{"feature": "size"}]}, "'size' is not a feature"),
+    ({"slices": [{"feature": "color", "bins": [1]}]}, "'color' holds text"),
+    ({"slices": [{"feature": "x"}], "positiveClass": "maybe"}, "'maybe' is not one of the classes"),
+])
+def test_slices_that_cannot_be_formed_fail_before_training(validation, says):
+    from mlcycle.api.modelversion import Validation
+
+    with pytest.raises(trainer.TrainingFailed, match=says) as failed:
+        trainer.check_slices(Validation.model_validate(validation), xor_examples(rows=20))
+    assert failed.value.reason == "InvalidConfig"
