@@ -152,3 +152,58 @@ def test_a_fairness_gap_gate_rejects_a_biased_model_and_accepts_a_fair_one(clust
     assert mv["status"]["phase"] == "Ready", mv["status"].get("message")
     result = next(r for r in mv["status"]["validation"] if r["rule"].startswith("demographic_parity_difference"))
     assert result["passed"] and result["observed"] == gap
+
+
+# A user image's training code: it "trains" a fixed linear model, writes it and its signature where the
+# operator told it to, and reports its slices through mlcycle.training, with the job's slices from the
+# environment. Its predictions are built so the answer is known: group a gets 3 of 4 selected, group b 1 of 4.
+USER_TRAINING = """
+import io, json, os
+import torch
+from mlcycle import training
+from mlcycle.clients import s3
+
+out = os.environ["MLCYCLE_OUTPUT_URI"]
+storage = s3.client(s3.S3Config.from_env())
+bucket, prefix = s3.parse_s3_uri(out)
+buffer = io.BytesIO()
+torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), buffer)
+digest, size = s3.upload_bytes(storage, bucket, s3.join_key(prefix, "model.pt"), buffer.getvalue(), "x")
+signature = {"inputs": [{"name": "INPUT__0", "dtype": "FP32", "shape": [-1, 2]}],
+             "outputs": [{"name": "OUTPUT__0", "dtype": "FP32", "shape": [-1, 2]}]}
+s3.upload_bytes(storage, bucket, s3.join_key(prefix, "signature.json"), json.dumps(signature).encode(), "x")
+training.report_metrics(1, val_accuracy=0.75)
+training.report_artifact(s3.s3_uri(bucket, s3.join_key(prefix, "model.pt")), digest, size, "torchscript",
+                         signature_uri=s3.s3_uri(bucket, s3.join_key(prefix, "signature.json")))
+training.report_slices(["1", "1", "0", "0", "1", "0", "0", "0"], ["1", "0", "1", "1", "1", "0", "0", "0"],
+                       {"group": ["a", "a", "a", "a", "b", "b", "b", "b"]})
+training.finish()
+"""
+
+
+def test_a_user_image_reports_its_slices_through_mlcycle_training(cluster, crds, operator, local_runtime, minio,
+                                                                  namespace):
+    for bucket in ("datasets", "models"):
+        minio.make_bucket(bucket)
+    secret = storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key)
+    tj = sliced_job("user", namespace, "s3://datasets/unused.csv", {
+        "slices": [{"feature": "group"}],
+        "fairness": [{"feature": "group", "metric": "demographic_parity_difference", "max": 0.25}]})
+    del tj["spec"]["trainer"]
+    tj["spec"] |= {"command": ["python", "-c", USER_TRAINING]}
+    cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
+    tj, mv = decided_version(cluster, "user", namespace)
+
+    # By hand: a selects 3 of 4 (one of its two positives, both negatives: 1 of 4 right), b selects 1 of 4
+    # (its one positive: all right).
+    assert by_slice(tj["status"]["evaluation"]) == {
+        "group=a": {"count": 4, "accuracy": 0.25, "selection_rate": 0.75, "true_positive_rate": 0.5,
+                    "false_positive_rate": 1.0},
+        "group=b": {"count": 4, "accuracy": 1.0, "selection_rate": 0.25, "true_positive_rate": 1.0,
+                    "false_positive_rate": 0.0}}
+    assert tj["status"]["evaluation"]["fairness"] == [{"feature": "group", "gaps": {
+        "demographic_parity_difference": 0.5, "equalized_odds_difference": 1.0,
+        "equal_opportunity_difference": 0.5, "accuracy_difference": 0.75}}]
+    assert mv["status"]["phase"] == "Rejected", mv["status"].get("message")
+    assert ("demographic_parity_difference 0.5, bound 0.25; selection_rate 0.75 at group=a, 0.25 at group=b"
+            in mv["status"]["message"])
