@@ -77,6 +77,8 @@ def slice_threshold_result(threshold: SliceThreshold, evaluation: Evaluation | N
     if problems:
         more = f"; and {len(problems) - NAMED_SLICES} more" if len(problems) > NAMED_SLICES else ""
         return _result(rule, False, worst, "; ".join(problems[:NAMED_SLICES]) + more)
+    if evaluation.truncated:  # the slices left out may be the ones that fail
+        return _result(rule, False, worst, f"spec.evaluation is truncated: only {len(slices)} slice(s) reported")
     return _result(rule, True, worst, f"{len(slices)} slice(s); worst {threshold.metric} {worst:g}")
 
 

@@ -71,11 +71,11 @@ def reported_results(result: dict) -> dict:
     digest = result.get("datasetDigest")
     if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
         out["datasetDigest"] = digest
-    try:
-        if result.get("evaluation"):
+    if result.get("evaluation"):
+        try:
             out["evaluation"] = Evaluation.model_validate(result["evaluation"]).to_api()
-    except ValidationError:
-        pass  # a user image's malformed evaluation: no slice results rather than a refused status write
+        except ValidationError:
+            pass  # a hand-written malformed evaluation: no slice results rather than a refused status write
     return out
 
 

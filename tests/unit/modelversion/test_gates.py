@@ -107,6 +107,12 @@ def test_a_slice_gate_fails_when_no_slices_were_reported():
     assert not slice_threshold_result(slice_gate(), None)["passed"]
 
 
+def test_a_slice_gate_never_passes_on_a_truncated_evaluation():
+    truncated = EVALUATION.model_copy(update={"truncated": True})
+    result = slice_threshold_result(slice_gate(value=0.7, feature="age"), truncated)
+    assert not result["passed"] and "truncated: only 1 slice(s) reported" in result["message"]
+
+
 def test_a_long_list_of_failing_slices_is_cut_in_the_message():
     many = Evaluation.model_validate({"slices": [
         {"feature": "f", "value": str(i), "metrics": {"accuracy": 0.1}} for i in range(9)]})
