@@ -98,6 +98,7 @@ def test_a_model_poor_on_one_slice_is_rejected_by_a_slice_gate_naming_it(cluster
         "slices": [{"feature": "region"}, {"feature": "x", "bins": [0]}],
         "sliceThresholds": [{"metric": "accuracy", "op": ">=", "value": 0.8, "feature": "region"}],
     })
+    tj["spec"]["trainer"]["features"] = ["x", "noise"]  # region is sliced without being a model input
     cluster.kubectl_run("apply", "-f", "-", input=yaml.safe_dump_all([secret, tj]))
     tj, mv = decided_version(cluster, "regions", namespace)
 

@@ -138,7 +138,9 @@ class Slice(ApiModel):
     model_config = ConfigDict(json_schema_extra=validations(
         rule("!has(self.values) || !has(self.bins)", "a slice has values or bins, not both")))
 
-    feature: ShortString = Field(min_length=1, description="Feature column, e.g. region or age.")
+    feature: ShortString = Field(
+        min_length=1, description="Column, e.g. region or age: a feature, or a column the model does not use."
+    )
     values: list[ShortString] | None = Field(
         None, min_length=1, max_length=MAX_SLICES, json_schema_extra=list_type("set"),
         description="One slice per value (a number matches a numeric feature equal to it); every value found "

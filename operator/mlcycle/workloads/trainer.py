@@ -270,10 +270,12 @@ def train(
 def check_slices(asked: Validation, examples: Examples) -> None:
     """Fail before training when the slices asked for cannot be formed from these examples."""
     for spec in asked.slices or []:
-        if spec.feature not in examples.feature_names:
-            _invalid(f"registerModel.validation.slices: {spec.feature!r} is not a feature "
+        if spec.feature not in examples.feature_names and spec.feature not in examples.extra:
+            _invalid(f"registerModel.validation.slices: {spec.feature!r} is not a column of the dataset "
                      f"(features: {examples.feature_names})")
-        if spec.bins and spec.feature in examples.categories:
+        extra = examples.extra.get(spec.feature)
+        text = spec.feature in examples.categories or (extra is not None and extra.dtype.kind == "U")
+        if spec.bins and text:
             _invalid(f"registerModel.validation.slices: {spec.feature!r} holds text; bins need numbers")
     if asked.positive_class is not None and asked.positive_class not in (examples.classes or ()):
         _invalid(f"registerModel.validation.positiveClass {asked.positive_class!r} is not one of the classes "
@@ -290,6 +292,9 @@ def slice_evaluation(model: ServingModel, examples: Examples, config: Trainer, a
         out = torch.cat([model(x[start : start + _EVAL_BATCH]) for start in range(0, len(x), _EVAL_BATCH)])
     columns = {}
     for spec in asked.slices or []:
+        if spec.feature in examples.extra:
+            columns[spec.feature] = examples.extra[spec.feature][rows]
+            continue
         values = examples.features[rows, examples.feature_names.index(spec.feature)]
         categories = examples.categories.get(spec.feature)
         columns[spec.feature] = np.asarray(categories)[values.astype(np.int64)] if categories else values
@@ -413,14 +418,15 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_DIST_TIMEOUT)
     started = time.monotonic()
     try:
+        asked = training.evaluation_config(env)
         examples = load(
             dataset_uri,
             config,
             storage=storage,
             format=env.get("MLCYCLE_DATASET_FORMAT") or "csv",
             digest=env.get("MLCYCLE_DATASET_DIGEST") or None,
+            extra=[s.feature for s in asked.slices or []],  # sliced columns the model need not use
         )
-        asked = training.evaluation_config(env)
         check_slices(asked, examples)
         if rank == 0:
             with s3.storage_errors(output_uri):

@@ -194,7 +194,7 @@ def test_slice_evaluation_covers_the_validation_rows_by_category_value_and_bin()
 
 
 @pytest.mark.parametrize(("validation", "says"), [
-    ({"slices": [{"feature": "size"}]}, "'size' is not a feature"),
+    ({"slices": [{"feature": "size"}]}, "'size' is not a column of the dataset"),
     ({"slices": [{"feature": "color", "bins": [1]}]}, "'color' holds text"),
     ({"slices": [{"feature": "x"}], "positiveClass": "maybe"}, "'maybe' is not one of the classes"),
 ])
@@ -204,3 +204,22 @@ def test_slices_that_cannot_be_formed_fail_before_training(validation, says):
     with pytest.raises(trainer.TrainingFailed, match=says) as failed:
         trainer.check_slices(Validation.model_validate(validation), xor_examples(rows=20))
     assert failed.value.reason == "InvalidConfig"
+
+
+def test_a_column_the_model_does_not_use_can_be_sliced(tmp_path):
+    from mlcycle.api.modelversion import Validation
+
+    rng = np.random.default_rng(0)
+    lines = ["x,group,label"] + [f"{v:.3f},{'ab'[i % 2]},{'yes' if v > 0 else 'no'}"
+                                 for i, v in enumerate(rng.uniform(-1, 1, 200))]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    cfg = config("classification", "label", epochs=10, features=["x"])
+    asked = Validation.model_validate({"slices": [{"feature": "group"}]})
+    examples = trainer.load(str(tmp_path / "d.csv"), cfg, extra=["group"])
+    trainer.check_slices(asked, examples)
+    assert examples.feature_names == ["x"]
+    result = trainer.slice_evaluation(trainer.train(cfg, examples).model, examples, cfg, asked)
+    assert [s["value"] for s in result["slices"]] == ["a", "b"]
+    assert sum(s["metrics"]["count"] for s in result["slices"]) == 40
+    with pytest.raises(trainer.TrainingFailed, match="holds text"):
+        trainer.check_slices(Validation.model_validate({"slices": [{"feature": "group", "bins": [0]}]}), examples)
