@@ -123,6 +123,8 @@ def test_a_model_poor_on_one_slice_is_rejected_by_a_slice_gate_naming_it(cluster
     validated = next(c for c in mv["status"]["conditions"] if c["type"] == "Validated")
     assert validated["status"] == "False" and island in validated["message"]
     assert "north" not in validated["message"] and "south" not in validated["message"]
+    wide = cluster.kubectl_run("get", "modelversion", mv["metadata"]["name"], "-n", namespace, "-o", "wide").stdout
+    assert "Rejected" in wide and island in wide  # kubectl get -o wide says why
 
 
 def test_a_fairness_gap_gate_rejects_a_biased_model_and_accepts_a_fair_one(cluster, crds, operator, local_runtime,

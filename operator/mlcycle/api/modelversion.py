@@ -36,6 +36,8 @@ PRINTER_COLUMNS = [
     {"name": "Aliases", "type": "string", "jsonPath": ".status.aliases"},
     {"name": "Metric", "type": "string", "jsonPath": ".status.keyMetric"},
     {"name": "Format", "type": "string", "jsonPath": ".spec.artifact.format", "priority": 1},
+    # -o wide: why a version was Rejected (the failing gates, with the slice and the bound) or what it is.
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
