@@ -19,9 +19,12 @@ from mlcycle.api.modelversion import (
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 # A rejection names this many failing slices, so that its message stays readable (and within its 1024 bytes).
 NAMED_SLICES = 5
+MESSAGE_LIMIT = 1024  # the maxLength of status.validation[].message
 
 
 def _result(rule: str, passed: bool, observed: float | None, message: str) -> dict:
+    if len(message) > MESSAGE_LIMIT:  # long slice names: the apiserver would refuse the whole status
+        message = message[: MESSAGE_LIMIT - 1] + "…"
     return {"rule": rule, "passed": passed, "message": message} | ({"observed": observed} if observed is not None
                                                                   else {})
 

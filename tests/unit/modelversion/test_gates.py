@@ -119,6 +119,12 @@ def test_a_long_list_of_failing_slices_is_cut_in_the_message():
     assert slice_threshold_result(slice_gate(), many)["message"].endswith("f=4: accuracy 0.1, bound 0.8; and 4 more")
 
 
+def test_a_message_stays_within_what_the_status_schema_accepts():
+    long = Evaluation.model_validate({"slices": [
+        {"feature": "f" * 200, "value": f"{i}" * 200, "metrics": {"accuracy": 0.1}} for i in range(5)]})
+    assert len(slice_threshold_result(slice_gate(), long)["message"]) == 1024
+
+
 def test_a_fairness_gate_compares_the_gap_and_names_the_groups_at_either_end():
     gate = FairnessThreshold(feature="region", metric="demographic_parity_difference", max=0.2)
     result = fairness_result(gate, EVALUATION)
