@@ -10,10 +10,18 @@ JSON document Kubernetes reads from MLCYCLE_TERMINATION_LOG, at most 4096 bytes)
         ...
         training.report_metrics(epoch, train_loss=loss, val_accuracy=acc)
     training.report_artifact("s3://bucket/run/model.pt", "sha256:…", size, "torchscript")
+    # labels and predictions on the validation rows, and the sliced features' values on those rows
+    training.report_slices(y_val, predicted, {"region": region_val, "age": age_val})
     training.finish()                       # or: training.fail("DatasetUnreadable", "why")
 
+`report_slices` computes the metrics of each slice of spec.registerModel.validation.slices (the pod gets
+them in MLCYCLE_EVALUATION) and the fairness gaps between them, exactly as the built-in trainer does (see
+mlcycle.evaluation); `report_evaluation` reports results computed some other way, in the same shape.
+
 Success: {"metrics": {last epoch's metrics}, "artifact": {uri, digest, size, format},
-"signatureUri": …, "profileUri": …, "artifacts": [every format written, when more than one]}.
+"signatureUri": …, "profileUri": …, "artifacts": [every format written, when more than one],
+"evaluation": {"slices": [{feature, value, metrics}], "fairness": [{feature, gaps}]}}; slices that do not
+fit are left out, and the evaluation says `truncated`.
 Failure: {"error": {"reason": R, "message": …}} and exit code 1.
 """
 
@@ -23,7 +31,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from mlcycle import redaction
@@ -65,10 +73,12 @@ def is_finite_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | None, uris: Mapping[str, Any]) -> str:
+def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | None, uris: Mapping[str, Any],
+                    evaluation: Mapping[str, Any] | None = None) -> str:
     """The success termination message. status.metrics maps names to numbers, so only finite numbers are
     kept, at most MAX_METRICS, and fewer if the document would not fit in MESSAGE_LIMIT bytes;
-    `metricsTruncated` says that some were left out."""
+    `metricsTruncated` says that some were left out. The evaluation gives way first: its last slices (then
+    fairness entries) are left out, and it says `truncated`."""
     numbers = [(k, v) for k, v in metrics.items() if is_finite_number(v)]
     kept = dict(numbers[:MAX_METRICS])
     while True:
@@ -78,10 +88,23 @@ def success_message(metrics: Mapping[str, Any], artifact: Mapping[str, Any] | No
         if artifact is not None:
             doc["artifact"] = dict(artifact)
         doc.update(uris)
+        if evaluation:
+            doc["evaluation"] = evaluation
         text = json.dumps(doc, separators=(",", ":"))
-        if len(text.encode()) <= MESSAGE_LIMIT or not kept:
+        if len(text.encode()) <= MESSAGE_LIMIT or not (kept or evaluation):
             return text
-        kept = dict(list(kept.items())[:-1])
+        if evaluation:
+            evaluation = _smaller(evaluation)
+        else:
+            kept = dict(list(kept.items())[:-1])
+
+
+def _smaller(evaluation: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The evaluation without its last slice (or, with no slices left, its last fairness entry)."""
+    for key in ("slices", "fairness"):
+        if evaluation.get(key):
+            return dict(evaluation) | {key: evaluation[key][:-1], "truncated": True}
+    return None
 
 
 def failure_message(reason: str, message: str) -> str:
@@ -91,10 +114,12 @@ def failure_message(reason: str, message: str) -> str:
     return json.dumps({"error": {"reason": reason, "message": message}}, separators=(",", ":"))
 
 
+def format_metrics_only(metrics: Mapping[str, Any]) -> str:
+    return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
+
+
 def format_metrics(epoch: int, metrics: Mapping[str, Any]) -> str:
-    parts = [f"epoch={epoch}"]
-    parts += [f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()]
-    return " ".join(parts)
+    return f"epoch={epoch} {format_metrics_only(metrics)}".rstrip()
 
 
 class Reporter:
@@ -120,6 +145,7 @@ class Reporter:
         self.metrics: list[dict[str, Any]] = []
         self.artifact: dict[str, Any] | None = None
         self.uris: dict[str, Any] = {}
+        self.evaluation: dict[str, Any] | None = None
         self._env: Mapping[str, str] = os.environ
 
     @classmethod
@@ -183,11 +209,24 @@ class Reporter:
         if artifacts:
             self.uris["artifacts"] = [dict(a) for a in artifacts]
 
+    def report_evaluation(self, evaluation: Mapping[str, Any]) -> None:
+        """Validation results per slice and fairness gaps, in the shape of api.modelversion.Evaluation
+        ({"slices": [{feature, value, metrics}], "fairness": [{feature, gaps}]}); checked against it here,
+        so that a mistake fails the training code rather than vanishing from the operator's status."""
+        from mlcycle.api.modelversion import Evaluation
+
+        self.evaluation = Evaluation.model_validate(evaluation).to_api()
+        if self.primary:
+            for s in self.evaluation.get("slices") or []:
+                print(f"slice {s['feature']}={s['value']}: {format_metrics_only(s['metrics'])}", flush=True)
+            for f in self.evaluation.get("fairness") or []:
+                print(f"fairness across {f['feature']}: {format_metrics_only(f['gaps'])}", flush=True)
+
     def finish(self) -> None:
-        """Write the success termination message (the last epoch's metrics and the artifact)."""
+        """Write the success termination message (the last epoch's metrics, the artifact, the evaluation)."""
         if self.writes_termination_log:
             final = self.metrics[-1] if self.metrics else {}
-            self.write_termination_message(success_message(final, self.artifact, self.uris))
+            self.write_termination_message(success_message(final, self.artifact, self.uris, self.evaluation))
 
     def fail(self, reason: str, message: str) -> NoReturn:
         """Write the failure termination message, print it to stderr, and exit with status 1."""
@@ -240,3 +279,48 @@ def fail(reason: str, message: str) -> NoReturn:
 
 def finish() -> None:
     reporter().finish()
+
+
+def evaluation_config(env: Mapping[str, str] = os.environ) -> Any:
+    """spec.registerModel.validation's slices and positive class, as the operator passes them in
+    MLCYCLE_EVALUATION (an api.modelversion.Validation); an empty one when the job asks for no slices."""
+    from mlcycle.api.modelversion import Validation
+
+    return Validation.model_validate_json(env.get("MLCYCLE_EVALUATION") or "{}")
+
+
+def report_slices(
+    y_true: Sequence[Any],
+    y_pred: Sequence[Any],
+    columns: Mapping[str, Sequence[Any]],
+    *,
+    task: str = "classification",
+    slices: Sequence[Any] | None = None,
+    positive_class: str | None = None,
+) -> dict[str, Any]:
+    """Compute and report the validation metrics of each slice and the fairness gaps between slices, as
+    the built-in trainer does. `y_true`/`y_pred`: labels and predictions on the validation rows (class
+    labels, or numbers for task="regression"); `columns`: each sliced feature's value on those rows.
+    `slices` (api.modelversion.Slice or its wire form) and `positive_class` default to the job's
+    spec.registerModel.validation. Returns the evaluation reported."""
+    import numpy as np
+
+    from mlcycle import evaluation
+    from mlcycle.api.modelversion import Slice
+    from mlcycle.workloads.dataset import value_order
+
+    config = evaluation_config()
+    specs = [s if isinstance(s, Slice) else Slice.model_validate(s) for s in slices] if slices is not None \
+        else config.slices or []
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    classes = None
+    if task == "classification":
+        classes = value_order(np.concatenate([y_true.astype(str), y_pred.astype(str)]).tolist())
+    result = evaluation.evaluate(y_true, y_pred, {k: np.asarray(v) for k, v in columns.items()}, specs,
+                                 classes=classes, positive=positive_class or config.positive_class)
+    reporter().report_evaluation(result)
+    return result
+
+
+def report_evaluation(evaluation: Mapping[str, Any]) -> None:
+    reporter().report_evaluation(evaluation)

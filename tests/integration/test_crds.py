@@ -429,6 +429,19 @@ INVALID = {
     ),
     "isvc-name-64": (edited(ISVC, metadata__name="a" * 64), ["metadata.name must be an RFC 1035 label"]),
     "isvc-name-253": (edited(ISVC, metadata__name="a" * 253), ["metadata.name must be an RFC 1035 label"]),
+    "mv-slice-with-values-and-bins": (
+        edited(MODEL_VERSION, spec__validation={"slices": [{"feature": "age", "values": ["1"], "bins": [30]}]}),
+        ["spec.validation.slices[0]", "a slice has values or bins, not both"],
+    ),
+    "mv-unknown-fairness-gap": (
+        edited(MODEL_VERSION, spec__validation={"fairness": [{"feature": "sex", "metric": "parity", "max": 0.1}]}),
+        ["spec.validation.fairness[0].metric", "demographic_parity_difference"],
+    ),
+    "tj-negative-fairness-gap": (
+        edited(TRAINING_JOB, spec__registerModel={"name": "m", "validation": {"fairness": [
+            {"feature": "sex", "metric": "accuracy_difference", "max": -0.1}]}}),
+        ["spec.registerModel.validation.fairness[0].max"],
+    ),
 }
 
 

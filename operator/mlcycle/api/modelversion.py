@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, field_validator
 
 from .base import (
     API_VERSION,
@@ -22,6 +22,8 @@ from .base import (
     Storage,
     immutable,
     list_type,
+    rule,
+    validations,
 )
 
 KIND = "ModelVersion"
@@ -34,6 +36,8 @@ PRINTER_COLUMNS = [
     {"name": "Aliases", "type": "string", "jsonPath": ".status.aliases"},
     {"name": "Metric", "type": "string", "jsonPath": ".status.keyMetric"},
     {"name": "Format", "type": "string", "jsonPath": ".spec.artifact.format", "priority": 1},
+    # -o wide: why a version was Rejected (the failing gates, with the slice and the bound) or what it is.
+    {"name": "Message", "type": "string", "jsonPath": ".status.message", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 
@@ -115,11 +119,112 @@ class Champion(ApiModel):
     higher_is_better: bool = Field(True, description="Whether a higher metric value is better.")
 
 
+MAX_SLICES = 32  # slices of one feature: a slice is a group a person reads about, not an identifier
+# Fairlearn's group-fairness gaps (max - min over the groups of a sensitive feature), and the per-slice
+# metric(s) each one compares.
+FAIRNESS_GAPS = {
+    "demographic_parity_difference": ("selection_rate",),
+    "equalized_odds_difference": ("true_positive_rate", "false_positive_rate"),
+    "equal_opportunity_difference": ("true_positive_rate",),
+    "accuracy_difference": ("accuracy",),
+}
+FairnessGap = Literal[
+    "demographic_parity_difference", "equalized_odds_difference", "equal_opportunity_difference",
+    "accuracy_difference",
+]
+
+
+class Slice(ApiModel):
+    """A feature whose values, or numeric bins, split the validation rows into slices (groups)."""
+
+    model_config = ConfigDict(json_schema_extra=validations(
+        rule("!has(self.values) || !has(self.bins)", "a slice has values or bins, not both")))
+
+    feature: ShortString = Field(
+        min_length=1, description="Column, e.g. region or age: a feature, or a column the model does not use."
+    )
+    values: list[ShortString] | None = Field(
+        None, min_length=1, max_length=MAX_SLICES, json_schema_extra=list_type("set"),
+        description="One slice per value (a number matches a numeric feature equal to it); every value found "
+        "in the validation rows (at most 32) when neither values nor bins is set.",
+    )
+    bins: list[float] | None = Field(
+        None, min_length=1, max_length=MAX_SLICES - 1,
+        description="Ascending edges of a numeric feature: [30, 60] makes the slices [-inf, 30), [30, 60) and "
+        "[60, inf).",
+    )
+
+    @field_validator("bins")
+    @classmethod
+    def _ascending(cls, bins: list[float] | None) -> list[float] | None:
+        if bins and any(a >= b for a, b in zip(bins, bins[1:], strict=False)):
+            raise ValueError(f"bins must be strictly ascending: {bins}")
+        return bins
+
+
+class SliceThreshold(Threshold):
+    """A gate on every slice: `slice metric <op> value` must hold on each slice (of `feature`, or of all)."""
+
+    feature: ShortString | None = Field(None, description="Only the slices of this feature; all slices when unset.")
+
+
+class FairnessThreshold(ApiModel):
+    """A bound on a group-fairness gap between the slices (groups) of a sensitive feature."""
+
+    feature: ShortString = Field(min_length=1, description="The sensitive feature, e.g. sex; its slices are the "
+                                 "groups.")
+    metric: FairnessGap = Field(
+        description="Fairlearn's definition, max - min over the groups: demographic_parity_difference (selection "
+        "rate), equalized_odds_difference (the larger of the true- and false-positive-rate differences), "
+        "equal_opportunity_difference (true-positive rate) or accuracy_difference."
+    )
+    max: float = Field(ge=0, description="The largest gap allowed.")
+
+
 class Validation(ApiModel):
     """Rules a version must pass before it may take its aliases; it is Rejected otherwise."""
 
     thresholds: list[Threshold] | None = Field(None, max_length=32, description="Absolute metric thresholds.")
     champion: Champion | None = Field(None, description="Compare against the current holder of an alias.")
+    slices: list[Slice] | None = Field(
+        None, max_length=8, json_schema_extra=list_type("map", "feature"),
+        description="Features to evaluate per slice; the built-in trainer reports each slice's metrics and the "
+        "fairness gaps between the slices of each feature (spec.evaluation).",
+    )
+    positive_class: ShortString | None = Field(
+        None, description="The class that counts as the positive (selected) outcome for selection rate and true/"
+        "false-positive rates; default: the second of two classes (in their order, e.g. 1 of 0 and 1).",
+    )
+    slice_thresholds: list[SliceThreshold] | None = Field(
+        None, max_length=32, description="Minimum (or maximum) metrics each slice must reach, e.g. accuracy >= 0.8."
+    )
+    fairness: list[FairnessThreshold] | None = Field(
+        None, max_length=32, description="Largest fairness gaps allowed between the groups of sensitive features."
+    )
+
+
+class SliceResult(ApiModel):
+    """The validation metrics of one slice."""
+
+    feature: ShortString = Field(description="The feature.")
+    value: ShortString = Field(description="The slice: a value of the feature, or a bin such as [30, 60).")
+    metrics: Metrics = Field(description="Metric name to number: count (rows), accuracy, selection_rate, "
+                             "true_positive_rate, false_positive_rate; rmse and mae for regression.")
+
+
+class FairnessResult(ApiModel):
+    """Group-fairness gaps between the slices of one feature."""
+
+    feature: ShortString = Field(description="The sensitive feature.")
+    gaps: Metrics = Field(description="Gap name (e.g. demographic_parity_difference) to number.")
+
+
+class Evaluation(ApiModel):
+    """Validation results per slice and fairness gaps, as the trainer reported them."""
+
+    slices: list[SliceResult] | None = Field(None, max_length=MAX_ITEMS, description="One entry per slice.")
+    fairness: list[FairnessResult] | None = Field(None, max_length=8, description="One entry per feature.")
+    truncated: bool | None = Field(None, description="Some results did not fit in the trainer's report.")
 
 
 class ModelVersionSpec(ApiModel):
@@ -139,6 +244,9 @@ class ModelVersionSpec(ApiModel):
         ),
     )
     validation: Validation | None = Field(None, description="Gates that must pass before aliases are granted.")
+    evaluation: Evaluation | None = Field(
+        None, description="Validation metrics per slice and fairness gaps (what slice and fairness gates read)."
+    )
     storage: Storage = Field(description="Credentials of the object store that holds the artifact.")
     deletion_policy: Literal["Retain", "Delete"] = Field(
         "Retain",

@@ -32,7 +32,7 @@ from .base import (
     rule,
     validations,
 )
-from .modelversion import ArtifactFormat, Validation
+from .modelversion import ArtifactFormat, Evaluation, Validation
 
 KIND = "TrainingJob"
 PLURAL = "trainingjobs"
@@ -433,6 +433,9 @@ class TrainingJobStatus(ApiModel):
             "The final metric the registration gate compares (else the first validation metric), as name=value "
             "(shown by kubectl get)."
         ),
+    )
+    evaluation: Evaluation | None = Field(
+        None, description="Validation metrics per slice and fairness gaps (registerModel.validation.slices)."
     )
     model_version_ref: LocalRef | None = Field(None, description="The ModelVersion registered from it.")
     message: str | None = Field(None, description="Human-readable summary of the state.")

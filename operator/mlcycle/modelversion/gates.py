@@ -1,17 +1,31 @@
-"""Validation gates: absolute thresholds on metrics and the champion/challenger rule. Pure functions that
-return one result per rule, in the shape of status.validation[]."""
+"""Validation gates: absolute thresholds on metrics, the champion/challenger rule, minimum metrics per slice
+and maximum fairness gaps. Pure functions that return one result per rule, in the shape of
+status.validation[]."""
 
 from __future__ import annotations
 
 import operator
 
 from mlcycle.api.base import MAX_NAME
-from mlcycle.api.modelversion import Champion, Threshold, Validation
+from mlcycle.api.modelversion import (
+    FAIRNESS_GAPS,
+    Champion,
+    Evaluation,
+    FairnessThreshold,
+    SliceThreshold,
+    Threshold,
+    Validation,
+)
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+# A rejection names this many failing slices, so that its message stays readable (and within its 1024 bytes).
+NAMED_SLICES = 5
+MESSAGE_LIMIT = 1024  # the maxLength of status.validation[].message
 
 
 def _result(rule: str, passed: bool, observed: float | None, message: str) -> dict:
+    if len(message) > MESSAGE_LIMIT:  # long slice names: the apiserver would refuse the whole status
+        message = message[: MESSAGE_LIMIT - 1] + "…"
     return {"rule": rule, "passed": passed, "message": message} | ({"observed": observed} if observed is not None
                                                                   else {})
 
@@ -45,14 +59,69 @@ def champion_result(champion: Champion, metrics: dict[str, float], holder: tuple
                    f"improvement {improvement:g}, needs {champion.min_improvement:g}")
 
 
+def slice_threshold_result(threshold: SliceThreshold, evaluation: Evaluation | None) -> dict:
+    """Holds when every slice (of threshold.feature) has the metric on the right side of the bound; the
+    message names each slice that does not (feature=value), and observed is the worst slice's value."""
+    of = f" of {threshold.feature}" if threshold.feature else ""
+    rule = f"{threshold.metric} {threshold.op} {threshold.value:g} on every slice{of}"
+    slices = [s for s in (evaluation.slices if evaluation else None) or []
+              if threshold.feature in (None, s.feature)]
+    if not slices:
+        return _result(rule, False, None, f"spec.evaluation has no slices{of}")
+    values = [(f"{s.feature}={s.value}", s.metrics.get(threshold.metric)) for s in slices]
+    missing = [name for name, v in values if v is None]
+    failing = [(name, v) for name, v in values if v is not None and not OPS[threshold.op](v, threshold.value)]
+    measured = [v for _, v in values if v is not None]
+    worst = None
+    if measured:
+        # The slice furthest on the wrong side: the lowest for a minimum, the highest for a maximum.
+        worst = min(measured) if threshold.op in (">=", ">") else max(measured)
+    problems = [f"{name}: {threshold.metric} {v:g}, bound {threshold.value:g}" for name, v in failing]
+    problems += [f"{name}: no {threshold.metric}" for name in missing]
+    if problems:
+        more = f"; and {len(problems) - NAMED_SLICES} more" if len(problems) > NAMED_SLICES else ""
+        return _result(rule, False, worst, "; ".join(problems[:NAMED_SLICES]) + more)
+    if evaluation.truncated:  # the slices left out may be the ones that fail
+        return _result(rule, False, worst, f"spec.evaluation is truncated: only {len(slices)} slice(s) reported")
+    return _result(rule, True, worst, f"{len(slices)} slice(s); worst {threshold.metric} {worst:g}")
+
+
+def fairness_result(threshold: FairnessThreshold, evaluation: Evaluation | None) -> dict:
+    """Holds when the feature's gap is at most threshold.max; the message names the groups at either end."""
+    rule = f"{threshold.metric} across {threshold.feature} <= {threshold.max:g}"
+    reported = next((f for f in (evaluation.fairness if evaluation else None) or []
+                     if f.feature == threshold.feature), None)
+    gap = reported.gaps.get(threshold.metric) if reported else None
+    if gap is None:
+        return _result(rule, False, None, f"spec.evaluation has no {threshold.metric} for {threshold.feature}")
+    passed = gap <= threshold.max
+    return _result(rule, passed, gap, f"{threshold.metric} {gap:g}, bound {threshold.max:g}"
+                   + _extremes(threshold, evaluation))
+
+
+def _extremes(threshold: FairnessThreshold, evaluation: Evaluation) -> str:
+    """The groups with the highest and lowest value of the rate the gap compares, e.g.
+    "; selection_rate 0.9 at sex=m, 0.1 at sex=f"."""
+    parts = []
+    for rate in FAIRNESS_GAPS[threshold.metric]:
+        groups = [(s.metrics[rate], f"{s.feature}={s.value}") for s in evaluation.slices or []
+                  if s.feature == threshold.feature and s.metrics.get("count") and rate in s.metrics]
+        if groups:
+            (high, at_high), (low, at_low) = max(groups), min(groups)
+            parts.append(f"{rate} {high:g} at {at_high}, {low:g} at {at_low}")
+    return "".join(f"; {p}" for p in parts)
+
+
 def validation_results(validation: Validation | None, metrics: dict[str, float] | None,
-                       champion_holder: tuple[str, dict] | None) -> list[dict]:
+                       champion_holder: tuple[str, dict] | None, evaluation: Evaluation | None = None) -> list[dict]:
     if validation is None:
         return []
     metrics = metrics or {}
     results = [threshold_result(t, metrics) for t in validation.thresholds or []]
     if validation.champion:
         results.append(champion_result(validation.champion, metrics, champion_holder))
+    results += [slice_threshold_result(t, evaluation) for t in validation.slice_thresholds or []]
+    results += [fairness_result(t, evaluation) for t in validation.fairness or []]
     return results
 
 

@@ -86,7 +86,8 @@ def _verdict(mv: dict, current_holders: dict[str, str], by_name: dict[str, dict]
         holder_name = current_holders.get(champion.alias) if champion else None
         holder = by_name.get(holder_name) if holder_name and holder_name != meta["name"] else None
         results = gates.validation_results(spec.validation, spec.metrics,
-                                           (holder_name, holder["spec"].get("metrics") or {}) if holder else None)
+                                           (holder_name, holder["spec"].get("metrics") or {}) if holder else None,
+                                           spec.evaluation)
     failed = [r for r in results if not r["passed"]]
     if failed:
         message = "rejected: " + "; ".join(f"{r['rule']} failed ({r['message']})" for r in failed)

@@ -8,6 +8,7 @@ import json
 from mlcycle import images, names, podenv, podspec
 from mlcycle.api import labels as keys
 from mlcycle.api.base import owner_reference
+from mlcycle.api.modelversion import Validation
 from mlcycle.api.trainingjob import KIND, TrainingJobSpec
 from mlcycle.trainingjob import datavalidation
 
@@ -65,6 +66,10 @@ def trainer_env(name: str, namespace: str, uid: str, spec: TrainingJobSpec) -> l
         env.append({"name": "MLCYCLE_DATASET_DIGEST", "value": spec.dataset.digest})
     if spec.trainer is not None:
         env.append({"name": "MLCYCLE_TRAINER", "value": json.dumps(spec.trainer.to_api(), sort_keys=True)})
+    validation = spec.register_model.validation if spec.register_model else None
+    if validation and validation.slices:  # what to evaluate per slice (see mlcycle.training.evaluation_config)
+        asked = Validation(slices=validation.slices, positive_class=validation.positive_class)
+        env.append({"name": "MLCYCLE_EVALUATION", "value": json.dumps(asked.to_api(), sort_keys=True)})
     distributed = spec.workers > 1
     env += [
         {"name": "PET_NNODES", "value": str(spec.workers)},

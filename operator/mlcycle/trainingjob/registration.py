@@ -83,6 +83,8 @@ def desired_model_version(tj_name: str, namespace: str, uid: str, spec: Training
         mv_spec["aliases"] = list(reg.aliases)
     if reg.validation:
         mv_spec["validation"] = reg.validation.to_api()
+    if status.get("evaluation"):
+        mv_spec["evaluation"] = status["evaluation"]
     return {
         "apiVersion": API_VERSION, "kind": "ModelVersion",
         "metadata": {

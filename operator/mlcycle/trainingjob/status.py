@@ -6,8 +6,11 @@ import json
 import re
 from datetime import datetime
 
+from pydantic import ValidationError
+
 from mlcycle import clock
 from mlcycle.api.base import MAX_ITEMS, MAX_NAME, S3_URI_PATTERN, SHA256_PATTERN
+from mlcycle.api.modelversion import Evaluation
 from mlcycle.api.trainingjob import DATA_VALIDATED, DATA_VALIDATION_FAILED, DATA_VALIDATION_PASSED
 from mlcycle.conditions import condition, kstatus, merge_conditions
 from mlcycle.modelversion import gates
@@ -81,6 +84,11 @@ def reported_results(result: dict) -> dict:
     digest = result.get("datasetDigest")
     if isinstance(digest, str) and re.match(SHA256_PATTERN, digest):
         out["datasetDigest"] = digest
+    if result.get("evaluation"):
+        try:
+            out["evaluation"] = Evaluation.model_validate(result["evaluation"]).to_api()
+        except ValidationError:
+            pass  # a hand-written malformed evaluation: no slice results rather than a refused status write
     return out
 
 
@@ -125,7 +133,7 @@ def training_status(spec, generation: int, job: dict | None, pods: list[dict], p
     previous = previous or {}
     status: dict = {"observedGeneration": generation}
     for kept in ("metrics", "artifact", "datasetDigest", "modelVersionRef", "startTime", "completionTime",
-                 "dataValidation"):
+                 "dataValidation", "evaluation"):
         if previous.get(kept) is not None:
             status[kept] = previous[kept]
 

@@ -24,7 +24,7 @@ import csv
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -58,6 +58,9 @@ class Examples:
     targets: np.ndarray  # int64 class indices (classification) or float32 values (regression)
     classes: list[str] | None  # class labels in output order (classification)
     digest: str = ""  # sha256:<hex> of the files' bytes in order
+    # Columns read beside the features without being model inputs (e.g. a sensitive attribute to evaluate
+    # slices of): float64 numbers or text, one value per row.
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def value_order(values) -> list[str]:
@@ -273,8 +276,12 @@ class _Assembler:
     """Collects the chosen columns of every batch: numbers into float32 row blocks, text columns as arrow
     arrays until their categories are known."""
 
-    def __init__(self, label: str, features: list[str] | None, label_as_text: bool):
+    def __init__(self, label: str, features: list[str] | None, label_as_text: bool, extra: list[str] | None = None):
         self.label, self.wanted, self.label_as_text = label, features, label_as_text
+        self.extra_wanted = list(extra or [])
+        self.extra_types: dict[str, pa.DataType] = {}
+        self.text_extra: set[str] = set()
+        self.extra_chunks: dict[str, list[pa.Array]] = {}
         self.first: tuple[str, list[str]] | None = None
         self.names: list[str] = []
         self.text: set[str] = set()  # categorical features
@@ -295,7 +302,7 @@ class _Assembler:
             )
         chosen = {n: pa.string() if n in self.text else pa.float32() for n in self.names}
         chosen[self.label] = pa.string() if self.label_as_text else pa.float32()
-        return chosen
+        return chosen | self.extra_types
 
     def _plan(self, columns: list[str], types: dict[str, pa.DataType]) -> None:
         if self.label not in types:
@@ -318,6 +325,15 @@ class _Assembler:
         self.names = names
         self.text = {n for n in names if _is_text(types[n])}
         self.text_chunks = {n: [] for n in names if n in self.text}
+        extra = [n for n in self.extra_wanted if n not in names and n != self.label]
+        missing = [n for n in extra if n not in types]
+        if missing:
+            raise TrainingFailed(
+                training.INVALID_CONFIG, f"columns {missing} are not in the dataset (columns: {columns})"
+            )
+        self.text_extra = {n for n in extra if _is_text(types[n])}
+        self.extra_types = {n: pa.string() if n in self.text_extra else pa.float64() for n in extra}
+        self.extra_chunks = {n: [] for n in extra}
 
     def add(self, batch: pa.RecordBatch, name: str) -> None:
         if self.matrix.shape[1] != len(self.names):
@@ -338,6 +354,8 @@ class _Assembler:
                     training.DATASET_UNREADABLE,
                     f"{name}: column {n!r}, data row {self.rows + int(bad.argmax()) + 1} is empty, NaN or infinite",
                 )
+        for n, chunks in self.extra_chunks.items():
+            chunks.append(batch.column(n))
         label = batch.column(self.label)
         if label.null_count:
             raise TrainingFailed(training.DATASET_UNREADABLE, f"{name}: label column {self.label!r} has empty values")
@@ -354,6 +372,11 @@ class _Assembler:
             if n in self.text:
                 categories[n] = self._encode(n, pa.chunked_array(self.text_chunks.pop(n), type=pa.string()),
                                              features[:, j])
+        extra = {}
+        for n, chunks in self.extra_chunks.items():
+            column = pa.chunked_array(chunks, type=self.extra_types[n])
+            extra[n] = column.to_numpy() if n not in self.text_extra else \
+                column.fill_null("").to_numpy(zero_copy_only=False).astype(str)
         if self.label_as_text:
             labels = pa.chunked_array(self.labels, type=pa.string())
             distinct = labels.unique().to_pylist()
@@ -366,11 +389,11 @@ class _Assembler:
                     f"label column {self.label!r} has only the class(es) {classes}; classification needs 2+",
                 )
             targets = pc.index_in(labels, value_set=pa.array(classes)).to_numpy().astype(np.int64)
-            return Examples(features, self.names, categories, targets, classes, digest)
+            return Examples(features, self.names, categories, targets, classes, digest, extra)
         targets = np.concatenate(self.labels).astype(np.float32)
         if not np.isfinite(targets).all():
             raise TrainingFailed(training.DATASET_UNREADABLE, f"label column {self.label!r} has NaN or empty values")
-        return Examples(features, self.names, categories, targets, None, digest)
+        return Examples(features, self.names, categories, targets, None, digest, extra)
 
     def _encode(self, name: str, values: pa.ChunkedArray, out: np.ndarray) -> list[str]:
         """Write each value's code into `out`; returns the categories in code order."""
@@ -397,9 +420,11 @@ def load_examples(
     storage=None,
     format: str = "csv",
     digest: str | None = None,
+    extra: list[str] | None = None,
 ) -> Examples:
     """The dataset at `source` (an s3:// URI, read with the minio client `storage`, or a local path): the
-    `features` columns (every column but the label when None) and the `label` column."""
+    `features` columns (every column but the label when None) and the `label` column, and the `extra`
+    columns that are not features (Examples.extra)."""
     if format not in FORMATS:
         raise TrainingFailed(
             training.INVALID_CONFIG, f"dataset format {format!r} is not supported (supported: {', '.join(FORMATS)})"
@@ -407,7 +432,7 @@ def load_examples(
     parts = s3_parts(storage, source, format) if source.startswith("s3://") else local_parts(source, format)
     want = _check_digest(digest, len(parts)) if digest else None
     sha = hashlib.sha256()
-    assembler = _Assembler(label, features, label_as_text)
+    assembler = _Assembler(label, features, label_as_text, extra)
     for name, opener in parts:
         with storage_failures(), opener() as raw:
             stream = _Hashing(raw, sha)

@@ -32,7 +32,8 @@ from pydantic import ValidationError
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from mlcycle import training
+from mlcycle import evaluation, training
+from mlcycle.api.modelversion import Validation
 from mlcycle.api.trainingjob import Trainer
 from mlcycle.clients import s3
 from mlcycle.training import TrainingFailed
@@ -263,6 +264,52 @@ def train(
     return Trained(serving.eval(), history)
 
 
+# --- evaluation per slice ------------------------------------------------------------------------
+
+
+def check_slices(asked: Validation, examples: Examples) -> None:
+    """Fail before training when the slices asked for cannot be formed from these examples."""
+    for spec in asked.slices or []:
+        if spec.feature not in examples.feature_names and spec.feature not in examples.extra:
+            _invalid(f"registerModel.validation.slices: {spec.feature!r} is not a column of the dataset "
+                     f"(features: {examples.feature_names})")
+        extra = examples.extra.get(spec.feature)
+        text = spec.feature in examples.categories or (extra is not None and extra.dtype.kind == "U")
+        if spec.bins and text:
+            _invalid(f"registerModel.validation.slices: {spec.feature!r} holds text; bins need numbers")
+    if asked.positive_class is not None and asked.positive_class not in (examples.classes or ()):
+        _invalid(f"registerModel.validation.positiveClass {asked.positive_class!r} is not one of the classes "
+                 f"{examples.classes}")
+
+
+def slice_evaluation(model: ServingModel, examples: Examples, config: Trainer, asked: Validation) -> dict:
+    """Metrics of each slice of the validation rows (the rows `train` held out) and the fairness gaps
+    between slices (see mlcycle.evaluation)."""
+    hyper = config.hyperparameters
+    _, rows = split_indices(len(examples.features), hyper.validation_split, hyper.seed)
+    x = torch.from_numpy(examples.features[rows])
+    with torch.no_grad():
+        out = torch.cat([model(x[start : start + _EVAL_BATCH]) for start in range(0, len(x), _EVAL_BATCH)])
+    columns = {}
+    for spec in asked.slices or []:
+        if spec.feature in examples.extra:
+            columns[spec.feature] = examples.extra[spec.feature][rows]
+            continue
+        values = examples.features[rows, examples.feature_names.index(spec.feature)]
+        categories = examples.categories.get(spec.feature)
+        columns[spec.feature] = np.asarray(categories)[values.astype(np.int64)] if categories else values
+    if examples.classes:
+        classes = np.asarray(examples.classes)
+        y_true, y_pred = classes[examples.targets[rows]], classes[out.argmax(dim=1).numpy()]
+    else:
+        y_true, y_pred = examples.targets[rows], out[:, 0].numpy()
+    try:
+        return evaluation.evaluate(y_true, y_pred, columns, asked.slices or [], classes=examples.classes,
+                                   positive=asked.positive_class)
+    except evaluation.SliceError as e:
+        _invalid(f"registerModel.validation.slices: {e}")
+
+
 # --- outputs -------------------------------------------------------------------------------------
 
 # Each export format's file name and writer; every file has the same signature (see model.py).
@@ -371,13 +418,16 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=_DIST_TIMEOUT)
     started = time.monotonic()
     try:
+        asked = training.evaluation_config(env)
         examples = load(
             dataset_uri,
             config,
             storage=storage,
             format=env.get("MLCYCLE_DATASET_FORMAT") or "csv",
             digest=env.get("MLCYCLE_DATASET_DIGEST") or None,
+            extra=[s.feature for s in asked.slices or []],  # sliced columns the model need not use
         )
+        check_slices(asked, examples)
         if rank == 0:
             with s3.storage_errors(output_uri):
                 if not storage.bucket_exists(output_bucket):
@@ -401,6 +451,8 @@ def run(env: Mapping[str, str], reporter: training.Reporter) -> None:
         )
         if rank == 0:
             print(f"trained in {time.monotonic() - started:.1f} s", flush=True)
+            if asked.slices:
+                reporter.report_evaluation(slice_evaluation(trained.model, examples, config, asked))
         started = time.monotonic()
         artifacts = [write_outputs(storage, output_uri, trained, examples, config) if rank == 0 else None]
         if world_size > 1:  # every pod's termination message names the artifacts

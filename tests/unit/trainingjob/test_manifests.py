@@ -116,3 +116,12 @@ def test_the_trainer_image_is_the_operators_unless_the_spec_names_one():
     assert manifests.job_image(job) == "registry.example/mlcycle:2.0"
     mine = manifests.desired_job("iris", "ns", "u", spec(image="example.com/me/train:1"), default_image="x")
     assert manifests.job_image(mine) == "example.com/me/train:1" and manifests.job_image(None) is None
+
+
+def test_the_slices_to_evaluate_are_passed_as_json_only_when_asked_for():
+    validation = {"slices": [{"feature": "age", "bins": [30, 60]}], "positiveClass": "yes",
+                  "thresholds": [{"metric": "val_accuracy", "op": ">=", "value": 0.8}]}
+    env = env_of(manifests.desired_job("iris", "ns", "u", spec(registerModel={"name": "m", "validation": validation})))
+    assert json.loads(env["MLCYCLE_EVALUATION"]["value"]) == {
+        "slices": [{"feature": "age", "bins": [30.0, 60.0]}], "positiveClass": "yes"}
+    assert "MLCYCLE_EVALUATION" not in env_of(manifests.desired_job("iris", "ns", "u", spec()))

@@ -60,3 +60,14 @@ def test_the_built_in_trainer_registers_its_first_export_format():
     user_image = spec(trainer=None, command=["python", "train.py"], registerModel={"name": "iris", "format": "onnx"})
     assert registration.registered_format(user_image) == "onnx"
     assert registration.registered_format(registered()) == "torchscript"
+
+
+def test_the_evaluation_and_its_gates_go_to_the_model_version():
+    evaluation = {"slices": [{"feature": "region", "value": "north", "metrics": {"count": 3, "accuracy": 1.0}}]}
+    validation = {"slices": [{"feature": "region"}],
+                  "sliceThresholds": [{"metric": "accuracy", "op": ">=", "value": 0.8}]}
+    s = spec(registerModel={"name": "iris", "validation": validation})
+    mv = registration.desired_model_version("tj", "ns", "u", s, status(evaluation=evaluation), 1, None)
+    assert mv["spec"]["evaluation"] == evaluation
+    assert mv["spec"]["validation"] == validation
+    assert "evaluation" not in registration.desired_model_version("tj", "ns", "u", s, status(), 1, None)["spec"]

@@ -192,3 +192,16 @@ def test_key_metric_is_the_gated_metric_else_the_first_validation_metric():
 
 def test_no_metrics_no_key_metric():
     assert "keyMetric" not in training_status(spec(), 1, job({"active": 1}), [pod()], None)
+
+
+def test_the_evaluation_reported_reaches_status_and_a_malformed_one_is_dropped():
+    evaluation = {"slices": [{"feature": "region", "value": "north", "metrics": {"count": 3, "accuracy": 1.0}}],
+                  "fairness": [{"feature": "region", "gaps": {"accuracy_difference": 0.2}}]}
+    j = job({"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]})
+    for reported, kept in ((evaluation, evaluation), ({"slices": [{"feature": "region"}]}, None)):
+        message = json.dumps({"metrics": {"val_accuracy": 0.9}, "evaluation": reported})
+        done = pod(phase="Succeeded", container_state={"terminated": {"exitCode": 0, "message": message}})
+        s = training_status(spec(), 1, j, [done], None)
+        assert s.get("evaluation") == kept and s["metrics"] == {"val_accuracy": 0.9}
+    # ... and it outlives the pod, like the metrics.
+    assert training_status(spec(), 1, j, [], {"evaluation": evaluation})["evaluation"] == evaluation

@@ -65,6 +65,22 @@ def test_only_the_chosen_features_are_read_in_their_order(tmp_path, fmt):
     assert examples.classes is None
 
 
+@pytest.mark.parametrize("fmt", dataset.FORMATS)
+def test_extra_columns_are_read_beside_the_features_without_becoming_inputs(tmp_path, fmt):
+    examples = dataset.load_examples(write(tmp_path, fmt), label="kind", features=["x"], label_as_text=True,
+                                     format=fmt, extra=["color", "size", "x"])
+    assert examples.feature_names == ["x"] and examples.features.shape == (4, 1)
+    assert examples.extra["color"].tolist() == ["red", "blue", "red", "green"]
+    assert examples.extra["size"].dtype == np.float64 and examples.extra["size"].tolist() == [0.5, -3, 10, 2]
+    assert "x" not in examples.extra  # a feature already
+
+
+def test_a_missing_extra_column_is_named(tmp_path):
+    with pytest.raises(TrainingFailed, match=r"columns \['sex'\] are not in the dataset") as failed:
+        load(write(tmp_path, "csv"), "csv", features=["x"], extra=["sex"])
+    assert failed.value.reason == "InvalidConfig"
+
+
 def test_numbers_are_floats_even_when_the_first_mib_held_only_integers(tmp_path, monkeypatch):
     monkeypatch.setattr(dataset, "_SAMPLE_BYTES", 16)  # type inference sees the first line or two only
     rows = [{"x": i, "kind": "a" if i % 2 else "b"} for i in range(50)] + [{"x": 0.5, "kind": "a"}]

@@ -175,3 +175,51 @@ def test_main_reports_a_failure_in_the_termination_message(tmp_path, monkeypatch
     assert exited.value.code == 1
     error = json.loads(log.read_text())["error"]
     assert error["reason"] == "LabelColumnMissing" and "'species'" in error["message"]
+
+
+def test_slice_evaluation_covers_the_validation_rows_by_category_value_and_bin():
+    from mlcycle.api.modelversion import Validation
+
+    cfg = config("classification", "y", epochs=15)
+    examples = xor_examples()
+    trained = trainer.train(cfg, examples)
+    asked = Validation.model_validate({"slices": [{"feature": "color"}, {"feature": "x", "bins": [0]}]})
+    result = trainer.slice_evaluation(trained.model, examples, cfg, asked)
+    slices = {f"{s['feature']}={s['value']}": s["metrics"] for s in result["slices"]}
+    assert list(slices) == ["color=blue", "color=green", "color=red", "x=[-inf, 0)", "x=[0, inf)"]
+    validation_rows = round(len(examples.features) * cfg.hyperparameters.validation_split)
+    assert sum(slices[f"color={c}"]["count"] for c in ("blue", "green", "red")) == validation_rows
+    assert all(m["accuracy"] > 0.9 for m in slices.values())
+    assert {f["feature"] for f in result["fairness"]} == {"color", "x"}
+
+
+@pytest.mark.parametrize(("validation", "says"), [
+    ({"slices": [{"feature": "size"}]}, "'size' is not a column of the dataset"),
+    ({"slices": [{"feature": "color", "bins": [1]}]}, "'color' holds text"),
+    ({"slices": [{"feature": "x"}], "positiveClass": "maybe"}, "'maybe' is not one of the classes"),
+])
+def test_slices_that_cannot_be_formed_fail_before_training(validation, says):
+    from mlcycle.api.modelversion import Validation
+
+    with pytest.raises(trainer.TrainingFailed, match=says) as failed:
+        trainer.check_slices(Validation.model_validate(validation), xor_examples(rows=20))
+    assert failed.value.reason == "InvalidConfig"
+
+
+def test_a_column_the_model_does_not_use_can_be_sliced(tmp_path):
+    from mlcycle.api.modelversion import Validation
+
+    rng = np.random.default_rng(0)
+    lines = ["x,group,label"] + [f"{v:.3f},{'ab'[i % 2]},{'yes' if v > 0 else 'no'}"
+                                 for i, v in enumerate(rng.uniform(-1, 1, 200))]
+    (tmp_path / "d.csv").write_text("\n".join(lines) + "\n")
+    cfg = config("classification", "label", epochs=10, features=["x"])
+    asked = Validation.model_validate({"slices": [{"feature": "group"}]})
+    examples = trainer.load(str(tmp_path / "d.csv"), cfg, extra=["group"])
+    trainer.check_slices(asked, examples)
+    assert examples.feature_names == ["x"]
+    result = trainer.slice_evaluation(trainer.train(cfg, examples).model, examples, cfg, asked)
+    assert [s["value"] for s in result["slices"]] == ["a", "b"]
+    assert sum(s["metrics"]["count"] for s in result["slices"]) == 40
+    with pytest.raises(trainer.TrainingFailed, match="holds text"):
+        trainer.check_slices(Validation.model_validate({"slices": [{"feature": "group", "bins": [0]}]}), examples)

@@ -70,3 +70,53 @@ def test_every_exported_format_is_listed_for_a_server_to_pick(tmp_path):
     reporter.finish()
     doc = json.loads(log.read_text())
     assert doc["artifact"] == both[0] and doc["artifacts"] == both
+
+
+EVALUATION = {"slices": [{"feature": "region", "value": f"r{i:02d}", "metrics": {"count": 10, "accuracy": 0.5}}
+                         for i in range(60)],
+              "fairness": [{"feature": "region", "gaps": {"accuracy_difference": 0.1}}]}
+
+
+def test_the_evaluation_gives_way_first_when_the_message_would_not_fit():
+    text = training.success_message({"val_accuracy": 0.9}, {"uri": "s3://b/m.pt"}, {}, EVALUATION)
+    doc = json.loads(text)
+    assert len(text.encode()) <= training.MESSAGE_LIMIT
+    assert doc["metrics"] == {"val_accuracy": 0.9} and "metricsTruncated" not in doc
+    kept = doc["evaluation"]["slices"]
+    assert doc["evaluation"]["truncated"] and 0 < len(kept) < 60 and kept == EVALUATION["slices"][: len(kept)]
+    assert doc["evaluation"]["fairness"] == EVALUATION["fairness"]
+
+
+def test_an_evaluation_that_fits_is_reported_whole(tmp_path, capsys):
+    log = tmp_path / "termination-log"
+    reporter = training.Reporter(termination_log=str(log))
+    small = {"slices": EVALUATION["slices"][:2], "fairness": EVALUATION["fairness"]}
+    reporter.report_evaluation(small)
+    reporter.finish()
+    assert json.loads(log.read_text())["evaluation"] == small
+    assert "slice region=r00: count=10 accuracy=0.5" in capsys.readouterr().out
+
+
+def test_a_malformed_evaluation_fails_in_the_training_code():
+    with pytest.raises(ValueError, match="metrics"):
+        training.Reporter(termination_log="/nonexistent/x").report_evaluation(
+            {"slices": [{"feature": "f", "value": "v"}]})
+
+
+def test_report_slices_computes_with_the_jobs_slices_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLCYCLE_EVALUATION", json.dumps({"slices": [{"feature": "sex"}], "positiveClass": "yes"}))
+    monkeypatch.setattr(training, "_default", training.Reporter(termination_log=str(tmp_path / "log")))
+    result = training.report_slices(["yes", "no", "yes", "no"], ["yes", "yes", "no", "no"],
+                                    {"sex": ["f", "f", "m", "m"]})
+    assert [(s["value"], s["metrics"]["selection_rate"]) for s in result["slices"]] == [("f", 1.0), ("m", 0.0)]
+    assert result["fairness"][0]["gaps"]["demographic_parity_difference"] == 1.0
+    training.finish()
+    assert json.loads((tmp_path / "log").read_text())["evaluation"] == result
+
+
+def test_report_slices_takes_slices_given_in_the_call_and_numbers_for_regression(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLCYCLE_EVALUATION", raising=False)
+    monkeypatch.setattr(training, "_default", training.Reporter(termination_log=str(tmp_path / "log")))
+    result = training.report_slices([1.0, 3.0], [2.0, 3.0], {"age": [20, 70]}, task="regression",
+                                    slices=[{"feature": "age", "bins": [50]}])
+    assert [(s["value"], s["metrics"]["mae"]) for s in result["slices"]] == [("[-inf, 50)", 1.0), ("[50, inf)", 0.0)]
