@@ -33,6 +33,7 @@ import random
 import re
 import statistics
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -64,8 +65,9 @@ _LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 def requests_by_kind(api_client: client.ApiClient) -> Counter:
     """apiserver_request_total summed by (verb, resource/subresource), for RESOURCES."""
-    text = api_client.call_api("/metrics", "GET", auth_settings=["BearerToken"], _preload_content=False,
-                               response_type="str")[0].data.decode()
+    method, url, headers, body, _ = api_client.param_serialize("GET", "/metrics", auth_settings=["BearerToken"],
+                                                               header_params={"Accept": "text/plain"})
+    text = api_client.call_api(method, url, header_params=headers, body=body).read().decode()
     counts: Counter = Counter()
     for line in text.splitlines():
         if not (m := _SAMPLE.match(line)):
@@ -101,19 +103,35 @@ class Versions:
         self.objects: dict[str, dict] = {}
         self.last_change = time.monotonic()
         self.changed = threading.Condition()
-        listed = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
-        self.objects = {o["metadata"]["name"]: o for o in listed["items"]}
         self._args = (custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL)
-        self._rv = listed["metadata"]["resourceVersion"]
+        self._stopped = False
         self._watch = watch.Watch()
+        self._rv = self._list()
         threading.Thread(target=self._run, daemon=True).start()
 
+    def _list(self) -> str:
+        listed = self._args[0](*self._args[1:])
+        with self.changed:
+            self.objects = {o["metadata"]["name"]: o for o in listed["items"]}
+            self.changed.notify_all()
+        return listed["metadata"]["resourceVersion"]
+
     def _run(self) -> None:
-        for event in self._watch.stream(*self._args, resource_version=self._rv, timeout_seconds=3600):
-            with self.changed:
-                self.objects[event["object"]["metadata"]["name"]] = event["object"]
-                self.last_change = time.monotonic()
-                self.changed.notify_all()
+        while not self._stopped:
+            try:
+                for event in self._watch.stream(*self._args, resource_version=self._rv, timeout_seconds=300):
+                    with self.changed:
+                        name = event["object"]["metadata"]["name"]
+                        if event["type"] == "DELETED":
+                            self.objects.pop(name, None)
+                        else:
+                            self.objects[name] = event["object"]
+                        self._rv = event["object"]["metadata"]["resourceVersion"]
+                        self.last_change = time.monotonic()
+                        self.changed.notify_all()
+            except Exception as e:  # a dropped watch (the machine is busy): list again, watch from there
+                print(f"watch restarted: {e!r}", file=sys.stderr)
+                self._rv = self._list()
 
     def wait(self, predicate, timeout: float = 120) -> float:
         """Seconds until predicate(objects) holds."""
@@ -131,6 +149,7 @@ class Versions:
                 self.changed.wait(seconds)
 
     def stop(self) -> None:
+        self._stopped = True
         self._watch.stop()
 
 
@@ -146,21 +165,8 @@ def _patch_aliases(custom, namespace: str, name: str, aliases: list[str]) -> Non
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": {"aliases": aliases}})
 
 
-def run_case(api_client, cluster, versions: int, moves: int, seed: int, source: Path | None) -> dict:
-    namespace = f"bench-mv-{uuid.uuid4().hex[:6]}"
-    core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
-    core.create_namespace({"metadata": {"name": namespace}})
-    core.create_namespaced_secret(namespace, storage_secret("bench-s3", namespace, "127.0.0.1:1", "k", "s"))
-    for i in range(1, versions + 1):
-        created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, version_body(namespace, i))
-        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, created["metadata"]["name"],
-                                                     verified_status(created["metadata"]["generation"]))
-    env = {"MLCYCLE_ARTIFACT_RECHECK_SECONDS": "86400"}
-    if source is not None:
-        env["PYTHONPATH"] = str(source / "operator")
-    started = time.monotonic()
-    operator = start_operator(cluster.kubeconfig, LOCAL / "bench-mv-operator.log", env=env)
-    tracked = Versions(custom, namespace)
+def _moves(api_client, custom, namespace: str, tracked: Versions, versions: int, moves: int, seed: int,
+           started: float) -> tuple[float, list[float], list[Counter]]:
     first = f"{MODEL}-v1"
     tracked.wait(lambda objs: len(objs) == versions and _holders(objs) == {first} and all(
         (o.get("status") or {}).get("phase") == "Ready" for o in objs.values()), timeout=600)
@@ -183,9 +189,35 @@ def run_case(api_client, cluster, versions: int, moves: int, seed: int, source: 
         delta[("PATCH", "modelversions")] -= 2  # this script's own
         per_move.append(+delta)
         holder = target
-    tracked.stop()
-    operator.stop()
-    core.delete_namespace(namespace)
+    return ready_s, settle, per_move
+
+
+def run_case(api_client, cluster, versions: int, moves: int, seed: int, source: Path | None) -> dict:
+    namespace = f"bench-mv-{uuid.uuid4().hex[:6]}"
+    core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
+    core.create_namespace({"metadata": {"name": namespace}})
+    core.create_namespaced_secret(namespace, storage_secret("bench-s3", namespace, "127.0.0.1:1", "k", "s"))
+    for i in range(1, versions + 1):
+        created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, version_body(namespace, i))
+        custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, created["metadata"]["name"],
+                                                     verified_status(created["metadata"]["generation"]))
+    env = {"MLCYCLE_ARTIFACT_RECHECK_SECONDS": "86400"}
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "operator")
+    started = time.monotonic()
+    operator = start_operator(cluster.kubeconfig, LOCAL / "bench-mv-operator.log", env=env)
+    tracked = Versions(custom, namespace)
+    try:
+        ready_s, settle, per_move = _moves(api_client, custom, namespace, tracked, versions, moves, seed, started)
+    finally:
+        tracked.stop()
+        core.delete_namespace(namespace)  # while the operator runs: it removes the versions' finalizer
+        try:
+            gone = Versions(custom, namespace)
+            gone.wait(lambda objs: not objs, timeout=600)
+            gone.stop()
+        finally:
+            operator.stop()
     total: Counter = sum(per_move, Counter())
     return {"ready_s": ready_s, "settle": settle, "per_move": {k: v / moves for k, v in total.items()},
             "requests_per_move": sum(total.values()) / moves}

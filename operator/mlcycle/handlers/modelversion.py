@@ -28,6 +28,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 import kopf
+from kubernetes.client.rest import ApiException
 
 from mlcycle import images, kube, metrics, placement, storage
 from mlcycle.api import labels as keys
@@ -233,6 +234,10 @@ def _settle(namespace: str, model: str) -> None:
                 # Changed meanwhile and its event is still on the way: read it now and compute again.
                 _remember(kube.get(API_VERSION, KIND, namespace, mv["metadata"]["name"]))
                 changed = True
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                # Deleted meanwhile: its DELETED event brings the reconcile of what remains.
         if not changed:
             return
     reconcile.later(namespace, model, 0)  # still changing: once more, after what is queued
@@ -240,15 +245,16 @@ def _settle(namespace: str, model: str) -> None:
 
 def _write(mv: dict, new: dict) -> bool:
     """Labels, finalizer and status of one version as computed; True when something was written."""
-    old, wrote = mv.get("status") or {}, False
     if metadata.needs_update(mv):
-        mv = _remember(kube.apply(metadata.desired(mv, _record(mv["metadata"].get("annotations")))))
-        wrote = True
-    if _remember(kube.write_status(mv, new)):
-        for type_, reason, message in mv_status.events(old, new):
-            kube.post_event(mv, type_, reason, message)
-        wrote = True
-    return wrote
+        # The apply returns a newer object, maybe with a status someone else wrote meanwhile: `new` was computed
+        # from the older one, so the status is computed again (next pass) rather than written over it.
+        _remember(kube.apply(metadata.desired(mv, _record(mv["metadata"].get("annotations")))))
+        return True
+    if not _remember(kube.write_status(mv, new)):
+        return False
+    for type_, reason, message in mv_status.events(mv.get("status") or {}, new):
+        kube.post_event(mv, type_, reason, message)
+    return True
 
 
 def _recheck_if_due(namespace: str, model: str) -> None:
