@@ -119,7 +119,11 @@ class Versions:
     def _run(self) -> None:
         while not self._stopped:
             try:
-                for event in self._watch.stream(*self._args, resource_version=self._rv, timeout_seconds=300):
+                if self._rv is None:
+                    self._rv = self._list()
+                # A client-side read timeout too: on a busy machine a dropped connection can hang a read.
+                for event in self._watch.stream(*self._args, resource_version=self._rv, timeout_seconds=50,
+                                                _request_timeout=60):
                     with self.changed:
                         name = event["object"]["metadata"]["name"]
                         if event["type"] == "DELETED":
@@ -129,9 +133,9 @@ class Versions:
                         self._rv = event["object"]["metadata"]["resourceVersion"]
                         self.last_change = time.monotonic()
                         self.changed.notify_all()
-            except Exception as e:  # a dropped watch (the machine is busy): list again, watch from there
+            except Exception as e:  # a dropped watch: list again, watch from there
                 print(f"watch restarted: {e!r}", file=sys.stderr)
-                self._rv = self._list()
+                self._rv = None
 
     def wait(self, predicate, timeout: float = 120) -> float:
         """Seconds until predicate(objects) holds."""
@@ -211,13 +215,14 @@ def run_case(api_client, cluster, versions: int, moves: int, seed: int, source: 
         ready_s, settle, per_move = _moves(api_client, custom, namespace, tracked, versions, moves, seed, started)
     finally:
         tracked.stop()
-        core.delete_namespace(namespace)  # while the operator runs: it removes the versions' finalizer
-        try:
+        try:  # while the operator runs: it removes the versions' finalizer
+            custom.delete_collection_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
             gone = Versions(custom, namespace)
             gone.wait(lambda objs: not objs, timeout=600)
             gone.stop()
         finally:
             operator.stop()
+            core.delete_namespace(namespace)
     total: Counter = sum(per_move, Counter())
     return {"ready_s": ready_s, "settle": settle, "per_move": {k: v / moves for k, v in total.items()},
             "requests_per_move": sum(total.values()) / moves}
