@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -248,6 +249,20 @@ def report(name: str, result: dict) -> None:
         print(f"    {verb:6} {what:28} {n:7.1f}")
 
 
+def other_operators(kubeconfig: Path) -> list[int]:
+    """Operators already running against this cluster: their requests would be counted as this run's."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"mlcycle.cli" in cmdline and b"run" in cmdline and f"KUBECONFIG={kubeconfig}".encode() in environ:
+            found.append(int(proc.name))
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--versions", type=int, default=200)
@@ -258,6 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     cluster = cluster_mod.up()
     install_crds(cluster)
+    if running := other_operators(cluster.kubeconfig):
+        print(f"operators already running against this cluster (pids {running}): stop them first", file=sys.stderr)
+        return 1
+    # SIGTERM ends the run through its clean-up (stop the operator it started, remove its versions).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     results = {"this checkout": run_case(api_client, cluster, args.versions, args.moves, args.seed, None)}
     if args.compare_with:
