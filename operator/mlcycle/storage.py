@@ -1,8 +1,8 @@
 """S3 access for the operator itself, from the Secret a resource references (read, never copied).
 
-A client per Secret is kept, so an S3 operation costs no apiserver request and no new connection pool. The
-operator may only GET Secrets by name (never list or watch them: the chart grants no more), so it cannot be
-told that a Secret changed; it finds out instead. An operation that storage refuses with the cached
+A client per Secret is kept (`using`), so an S3 operation costs no apiserver request and no new connection
+pool. The operator may only GET Secrets by name (never list or watch them: the chart grants no more), so it
+cannot be told that a Secret changed; it finds out instead. An operation that storage refuses with the cached
 credentials (a key rotated and the old one revoked) reads the Secret again and runs once more, so the next
 operation after a rotation uses the new key; and an entry older than CACHE_SECONDS is read again, so a change
 that breaks nothing (a new endpoint while the old one still answers) takes effect within that time.
@@ -94,8 +94,9 @@ def _entry(namespace: str, secret_name: str, fresh: bool = False) -> _Entry:
 
 
 def s3_config(namespace: str, secret_name: str) -> S3Config:
-    """The settings in the referenced Secret (cached, see the module's doc)."""
-    return _entry(namespace, secret_name).config
+    """The settings in the referenced Secret, read now (it also renews the cached client): for a check that the
+    Secret is usable before something relies on it, such as a verification Job."""
+    return _entry(namespace, secret_name, fresh=True).config
 
 
 def using(namespace: str, secret_name: str, operation: Callable[[minio.Minio], T]) -> T:

@@ -52,21 +52,27 @@ def test_a_rotated_key_in_the_secret_is_used_by_the_next_operation(cluster, oper
     _apply(cluster, storage_secret("s3", namespace, minio.endpoint, new_key, new_secret))
     admin.delete_service_account(old_key)  # the rotation ends: the old key no longer works
     assert head() == etag  # refused with the cached key, the Secret read again, the new key used
-    assert storage.s3_config(namespace, "s3").access_key == new_key
 
 
-def test_a_change_that_breaks_nothing_takes_effect_once_the_cache_entry_is_old(cluster, operator_kube, minio,
-                                                                                namespace, monkeypatch):
+def test_a_changed_secret_is_read_again_once_its_cache_entry_is_old(cluster, operator_kube, minio, bucket,
+                                                                      namespace, monkeypatch):
+    s3.upload_bytes(minio.client(), bucket, "b/model.pt", b"weights")
+    uri = f"s3://{bucket}/b/model.pt"
+
+    def head():
+        return storage.using(namespace, "s3", lambda client: current_etag(client, uri))
+
     _apply(cluster, storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key))
-    assert storage.s3_config(namespace, "s3").endpoint == minio.endpoint
-    _apply(cluster, storage_secret("s3", namespace, "elsewhere.example:9000", minio.access_key, minio.secret_key))
-    assert storage.s3_config(namespace, "s3").endpoint == minio.endpoint  # within CACHE_SECONDS: cached
+    etag = head()
+    _apply(cluster, storage_secret("s3", namespace, minio.endpoint, minio.access_key, "not-the-secret-key"))
+    assert head() == etag  # within CACHE_SECONDS: the cached client, the Secret is not read
     monkeypatch.setattr(storage, "CACHE_SECONDS", 0.0)  # as if that much time had passed
-    assert storage.s3_config(namespace, "s3").endpoint == "elsewhere.example:9000"
+    with pytest.raises(s3.StorageAuthFailed):
+        head()  # the Secret read again: its (wrong) key is the one used now
 
 
 def test_a_missing_secret_is_said_and_not_cached(cluster, operator_kube, minio, namespace):
     with pytest.raises(storage.SecretProblem, match="does not exist"):
-        storage.s3_config(namespace, "s3")
+        storage.using(namespace, "s3", lambda client: None)
     _apply(cluster, storage_secret("s3", namespace, minio.endpoint, minio.access_key, minio.secret_key))
-    assert storage.s3_config(namespace, "s3").endpoint == minio.endpoint
+    assert storage.using(namespace, "s3", lambda client: client.bucket_exists("nothing-here")) is False
