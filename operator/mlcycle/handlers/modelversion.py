@@ -7,8 +7,8 @@ verification Job (cut down, modelversion/observed.py), kept current by the watch
 runs no handler before its initial listing has filled them, so a restarted operator never computes a model's
 aliases from part of its versions. A reconcile costs API calls only for what changed (a status that differs,
 a verification that starts or ends), and the operator's own writes, coming back as watch events, are
-recognised (mlcycle/mutations.py) and cost nothing: an alias move among N versions is two status writes, not
-N² requests.
+recognised (mlcycle/mutations.py) and cost nothing: an alias move among N versions is two status writes and
+two Events, not O(N²) requests (docs/benchmarks.md).
 
 Verification runs in a Job per attempt (modelversion/verifyjob.py: the model's code never runs in the operator),
 at most one at a time per version and spec fingerprint; the Job's events bring its result back. Retries of
