@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -281,8 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     api_client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
     results = {"this checkout": run_case(api_client, cluster, args.versions, args.moves, args.seed, None)}
     if args.compare_with:
-        results[args.compare_with] = run_case(api_client, cluster, args.versions, args.moves, args.seed,
-                                              extract(args.compare_with))
+        source = extract(args.compare_with)
+        try:
+            results[args.compare_with] = run_case(api_client, cluster, args.versions, args.moves, args.seed, source)
+        finally:
+            shutil.rmtree(source)
     print(f"{args.versions} ModelVersions of one model, alias {ALIAS} moved {args.moves} times "
           f"(load average at the start: {load:.1f})")
     print(f"  least a move needs: {MINIMUM['status writes']} status writes + {MINIMUM['Events']} Events, no reads")
