@@ -88,6 +88,7 @@ kind-up:
 
 bench: install tools
 	$(BIN)/python -m mlcycle.bench.trainingjobs
+	$(BIN)/python -m mlcycle.bench.modelversions
 
 clean: stack-down
 	rm -rf .local

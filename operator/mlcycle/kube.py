@@ -135,13 +135,14 @@ def status_changed(old: dict, new: dict) -> bool:
                                                                                 default=str)
 
 
-def write_status(obj: dict, status: dict) -> bool:
-    """Make `obj`'s status exactly `status`, when it differs from the status `obj` holds; True when written.
+def write_status(obj: dict, status: dict) -> dict | None:
+    """Make `obj`'s status exactly `status`, when it differs from the status `obj` holds; the object as written,
+    None when nothing was.
 
     A JSON patch that sets /status as a whole, not a merge patch: a merge patch never removes a key, so a
     field the builder no longer returns (a keyMetric, a modelVersionRef) would stay forever."""
     if not status_changed(obj.get("status") or {}, status):
-        return False
+        return None
     meta = obj["metadata"]
     path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta["namespace"], meta["name"]) + "/status"
     patch = [{"op": "add", "path": "/status", "value": _pruned(status)}]
@@ -150,12 +151,11 @@ def write_status(obj: dict, status: dict) -> bool:
         # (409 Conflict otherwise), so a field another writer added meanwhile is not dropped unseen.
         patch.insert(0, {"op": "replace", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]})
     try:
-        call("PATCH", path, patch, "application/json-patch+json")
+        return call("PATCH", path, patch, "application/json-patch+json")
     except ApiException as e:
         if e.status == 409:
             raise Conflict(f"{obj['kind']} {meta['namespace']}/{meta['name']} changed meanwhile") from e
         raise
-    return True
 
 
 def add_status_fields(api_version: str, kind: str, namespace: str, name: str, fields: dict) -> None:

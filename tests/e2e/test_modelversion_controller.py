@@ -9,13 +9,16 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 import yaml
 
+from mlcycle.api.labels import VERIFICATION_ANNOTATION
 from mlcycle.clients import s3
 from mlcycle.localdev.sample import storage_secret
 from mlcycle.modelversion import deletion
+from mlcycle.modelversion.verification import fingerprint
 from modelversion_artifacts import (
     SERVICE_ACCOUNT_TOKEN,
     Leaker,
@@ -369,3 +372,46 @@ def test_an_artifact_overwritten_after_ready_is_reported_and_restoring_it_heals(
     upload(minio, bucket, "w.pt", original)
     st = wait_phase(cluster, "w-v1", namespace, "Ready", timeout=180)
     assert st["aliases"] == ["production"] and st["verifiedDigest"] == digest
+
+
+def _as_verified(cluster, mv: dict) -> None:
+    """Create a version as the operator leaves a verified one (the record with the artifact's ETag and an
+    ArtifactVerified status), so that no verification Job runs."""
+    spec = mv["spec"]
+    record = {"for": fingerprint(spec["artifact"], spec.get("signature")), "etag": "0123"}
+    mv["metadata"]["annotations"] = {VERIFICATION_ANNOTATION: json.dumps(record)}
+    apply(cluster, mv)
+    verified = {"type": "ArtifactVerified", "status": "True", "reason": "Verified", "message": "test",
+                "observedGeneration": 1, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    cluster.kubectl_run("patch", MV, mv["metadata"]["name"], "-n", mv["metadata"]["namespace"], "--subresource=status",
+                        "--type=merge", "-p", json.dumps({"status": {"conditions": [verified]}}))
+
+
+def _reconciles(operator) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('mlcycle_reconcile_total{kind="ModelVersion",result="ok"}'))
+
+
+def test_a_restarted_operator_sees_every_version_before_it_moves_an_alias(cluster, operator, namespace):
+    """Every version asks for the alias, the highest holds it. A restarted operator that computed the model's
+    statuses from part of its versions (its watch still listing) would hand the alias to a lower version and
+    back, each with an Event; it waits for the whole listing, so no lower version is ever told it holds it."""
+    count = 30
+    for i in range(count, 0, -1):  # the highest first: no lower version ever holds the alias before the restart
+        _as_verified(cluster, model_version(f"r-v{i}", namespace, "r", i, f"s3://models/r/{i}.pt",
+                                            aliases=["production"]))
+    top, next_highest = f"r-v{count}", f"r-v{count - 1}"
+    wait_for(lambda: all((st := status(cluster, f"r-v{i}", namespace)).get("phase") == "Ready" and
+                         st.get("aliases") == (["production"] if i == count else []) for i in range(1, count + 1)),
+             what=f"{count} versions Ready, {top} holding production", timeout=180)
+
+    operator.restart()
+    wait_for(lambda: _reconciles(operator) >= 1, what="the restarted operator's first ModelVersion reconciles")
+    cluster.kubectl_run("patch", MV, top, "-n", namespace, "--type=merge", "-p", '{"spec": {"aliases": []}}')
+    wait_for(lambda: status(cluster, next_highest, namespace).get("aliases") == ["production"],
+             what="production moves to the next highest version")
+    assert status(cluster, top, namespace).get("aliases") == []
+    assigned = [f"r-v{i}" for i in range(1, count + 1)
+                if ("AliasAssigned", "now holds alias production") in events(cluster, namespace, f"r-v{i}")]
+    assert assigned == [next_highest, top]
