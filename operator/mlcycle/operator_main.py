@@ -10,7 +10,7 @@ import threading
 
 import kopf
 
-from mlcycle import leader, metrics
+from mlcycle import informer, leader, metrics
 from mlcycle.api.base import GROUP
 from mlcycle.api.labels import FINALIZER
 
@@ -79,6 +79,7 @@ async def _run(args: argparse.Namespace) -> None:
         leading = leader.campaign(args.lease_name, args.lease_namespace, leader.default_identity(),
                                   args.lease_duration, args.renew_deadline, args.retry_period)
         await _standby(args.health_port, leading)
+    informer.start_all(args.namespace)
     await kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import kopf
 
-from mlcycle import images, kube, metrics, placement, storage
+from mlcycle import images, informer, kube, metrics, placement, storage
 from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION
 from mlcycle.api.modelversion import KIND, PLURAL
@@ -54,11 +54,11 @@ def on_modelversion_event(namespace, spec, **_):
         reconcile_model(namespace, spec["modelName"])
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={keys.MODELVERSION_UID: kopf.PRESENT})
-@_pool.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["labels"][keys.MODEL]))
-def on_verification_job_event(namespace, labels, **_):
-    """A verification Job that finishes brings its result into status."""
-    reconcile_model(namespace, labels[keys.MODEL])
+# A verification Job that finishes brings its result into status. Label-selected by the apiserver
+# (mlcycle.informer), so other Jobs of the cluster never reach the operator.
+verification_jobs = informer.Informer("batch/v1", "Job", keys.MODELVERSION_UID,
+                                      lambda job: (job["metadata"].get("labels") or {}).get(keys.MODEL),
+                                      _pool.submit)
 
 
 @kopf.on.event(GROUP, VERSION, "inferenceservices")

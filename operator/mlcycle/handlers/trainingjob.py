@@ -1,6 +1,6 @@
-"""kopf entry points for TrainingJob. Level-based: every event of a TrainingJob, its Job or its pods leads
-to one `reconcile(namespace, name)`, which reads what is, applies what should be, and writes status only
-when it changed. Running it twice, or after a restart, changes nothing."""
+"""kopf entry points for TrainingJob, and the informers of its children. Level-based: every event of a
+TrainingJob, its Job, Service or pods leads to one `reconcile(namespace, name)`, which reads what is, applies
+what should be, and writes status only when it changed. Running it twice, or after a restart, changes nothing."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from mlcycle import images, kube, metrics, redaction, storage
+from mlcycle import images, informer, kube, metrics, redaction, storage
 from mlcycle.api import labels as keys
 from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
 from mlcycle.api.trainingjob import KIND, PLURAL, TrainingJobSpec
@@ -21,7 +21,7 @@ from mlcycle.coalesce import Coalescer
 from mlcycle.conditions import condition, merge_conditions
 from mlcycle.handlers.failures import backoff, retried
 from mlcycle.trainingjob import manifests, registration
-from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, training_status, ttl_expired
+from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, observed_pod, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
@@ -63,19 +63,19 @@ def on_trainingjob_event(type, namespace, name, body, **_):
         reconcile(namespace, name)
 
 
-def _owner(kwargs: dict) -> tuple[str, str]:
+def _owner(child: dict) -> str | None:
     """The TrainingJob of a child. The label value may be a cut name (names.label_value); the annotation has
     the whole one."""
-    return kwargs["namespace"], (kwargs.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or kwargs[
-        "labels"][manifests.LABEL]
+    meta = child["metadata"]
+    return (meta.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or (meta.get("labels") or {}).get(
+        manifests.LABEL)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
-@reconcile.offloaded(_owner)
-@retried(KIND, target=_owner)
-def on_child_event(namespace, labels, annotations, **_):
-    reconcile(*_owner({"namespace": namespace, "labels": labels, "annotations": annotations}))
+# The children, label-selected by the apiserver and kept in memory (mlcycle.informer): a change of one
+# reconciles its TrainingJob, and reconciles read them here instead of a GET and a LIST each.
+jobs = informer.Informer("batch/v1", "Job", manifests.LABEL, _owner, reconcile.submit)
+services = informer.Informer("v1", "Service", manifests.LABEL, _owner, reconcile.submit)
+pods = informer.Informer("v1", "Pod", manifests.LABEL, _owner, reconcile.submit, slim=observed_pod)
 
 
 def _reconcile(namespace: str, name: str) -> None:
@@ -85,27 +85,27 @@ def _reconcile(namespace: str, name: str) -> None:
     meta, old = body["metadata"], body.get("status") or {}
     spec, invalid = _parse(body["spec"])
 
-    job, pods = None, []
+    job, children = None, []
     if not invalid:
         try:
             # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
             # upgrade (a Job's pod template cannot change).
-            observed = kube.get("batch/v1", "Job", namespace, manifests.child_name(name))
+            observed = jobs.get(namespace, manifests.child_name(name))
             image = manifests.job_image(observed)
-            job = kube.ensure(manifests.desired_job(name, namespace, meta["uid"], spec,
-                                                    image or images.mlcycle_image()), observed)
+            job = _ensure(jobs, manifests.desired_job(name, namespace, meta["uid"], spec,
+                                                      image or images.mlcycle_image()), observed)
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
-                kube.ensure(service, kube.get("v1", "Service", namespace, service["metadata"]["name"]))
+                _ensure(services, service, services.get(namespace, service["metadata"]["name"]))
         except ApiException as e:
             if e.status not in (400, 422):
                 raise
             # What admission let through but the Job or Service refuses: said in status, not retried blindly.
             invalid = [f"the apiserver refuses the children this spec asks for: {kube.error_message(e)}"]
     if job is not None:
-        pods = kube.list_("v1", "Pod", namespace, kube.selector(manifests.selector(name)))
-    missing = _missing_references(namespace, spec) if job is not None and not pods else []
-    status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
+        children = pods.children(namespace, name)
+    missing = _missing_references(namespace, spec) if job is not None and not children else []
+    status = training_status(spec, meta["generation"], job, children, old, invalid, missing)
 
     registration_retry = None
     if registration.due(spec, status):
@@ -129,6 +129,15 @@ def _reconcile(namespace: str, name: str) -> None:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
             kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
                             status["message"])
+
+
+def _ensure(cache: informer.Informer, desired: dict, observed: dict | None) -> dict:
+    """kube.ensure, and what it wrote kept until the watch brings it: the next reconcile must not take a Job
+    just created for missing."""
+    child = kube.ensure(desired, observed)
+    if child is not observed:
+        cache.remember(child)
+    return child
 
 
 def _registration_retry(key: tuple[str, str], still_due: bool) -> float | None:
