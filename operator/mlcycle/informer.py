@@ -184,7 +184,10 @@ class Informer:
                     raise Gone() from e
                 raise
             for obj in page.get("items", []):
-                listed[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+                # A list's items lack apiVersion and kind, which a GET and a watch event have (and a desired
+                # manifest compares).
+                listed[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = {
+                    "apiVersion": self.api_version, "kind": self.kind, **obj}
             token = page["metadata"].get("continue")
             if not token:
                 break

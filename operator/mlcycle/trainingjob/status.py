@@ -20,7 +20,8 @@ RESYNC_SECONDS = 60.0
 def observed_pod(pod: dict) -> dict:
     """The parts of a pod that a TrainingJob's status is computed from (what the operator keeps of each pod)."""
     meta, status = pod["metadata"], pod.get("status") or {}
-    return {"metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "resourceVersion")
+    return {"apiVersion": pod.get("apiVersion"), "kind": pod.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "resourceVersion")
                          if k in meta},
             "status": {k: status[k] for k in ("phase", "conditions", "initContainerStatuses", "containerStatuses")
                        if k in status}}
