@@ -1,6 +1,6 @@
-"""Informers: the children the operator owns (Jobs, Services, pods), listed and then watched with a label
-selector that the apiserver applies, kept in memory as slim copies that reconciles read instead of a GET or
-LIST each.
+"""Informers: the TrainingJobs and the children the operator owns (Jobs, Services, pods), listed and then
+watched (children with a label selector that the apiserver applies), kept in memory as slim copies that
+reconciles read instead of a GET or LIST each.
 
 Why not kopf's own watch: a handler's `labels=` filter runs client-side, so every Job and pod of the cluster
 would reach the operator and hold a slot of kopf's per-object state; kopf's server-side selectors
@@ -37,6 +37,7 @@ SYNC_TIMEOUT_SECONDS = 120.0
 # just before (the write's answer can arrive after the watch's DELETED).
 TOMBSTONE_SECONDS = 60.0
 MAX_BACKOFF_SECONDS = 30.0
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 Key = tuple[str, str]  # (namespace, name)
 
@@ -45,20 +46,31 @@ class Gone(Exception):
     """The resourceVersion to resume from is too old (410): list again."""
 
 
-def without_managed_fields(obj: dict) -> dict:
-    """The object without metadata.managedFields, which no reconcile reads (often half an object's size)."""
-    return {**obj, "metadata": {k: v for k, v in obj["metadata"].items() if k != "managedFields"}}
+def without_bookkeeping(obj: dict) -> dict:
+    """The object without metadata.managedFields and kubectl's last-applied copy of the whole object, which no
+    reconcile reads (together often more than half an object's size)."""
+    meta = {k: v for k, v in obj["metadata"].items() if k != "managedFields"}
+    if LAST_APPLIED in (meta.get("annotations") or {}):
+        meta["annotations"] = {k: v for k, v in meta["annotations"].items() if k != LAST_APPLIED}
+    return {**obj, "metadata": meta}
+
+
+def always(type_: str, obj: dict) -> bool:
+    return True
 
 
 class Informer:
-    """One kind of child, label-selected. `slim` keeps what reconciles read; `owner` names the object of ours
-    a child belongs to (None: not ours) and indexes the children by it; `on_change(namespace, owner)` runs on
-    the informer's thread after every change, and must return at once (e.g. Coalescer.submit)."""
+    """One kind of object, label-selected (`label_selector` None: all of them). `slim` keeps what reconciles
+    read; `owner` names the object of ours a child belongs to (None: not ours) and indexes the children by it;
+    `on_change(namespace, owner)` runs on the informer's thread after every change for which
+    `trigger(type, object)` holds (type: ADDED, MODIFIED or DELETED), and must return at once (e.g.
+    Coalescer.submit)."""
 
-    def __init__(self, api_version: str, kind: str, label_selector: str, owner: Callable[[dict], str | None],
-                 on_change: Callable[[str, str], None], slim: Callable[[dict], dict] = without_managed_fields):
+    def __init__(self, api_version: str, kind: str, label_selector: str | None, owner: Callable[[dict], str | None],
+                 on_change: Callable[[str, str], None], slim: Callable[[dict], dict] = without_bookkeeping,
+                 trigger: Callable[[str, dict], bool] = always):
         self.api_version, self.kind, self.label_selector = api_version, kind, label_selector
-        self._owner, self._on_change, self._slim = owner, on_change, slim
+        self._owner, self._on_change, self._slim, self._trigger = owner, on_change, slim, trigger
         self._lock = threading.Lock()
         self._objects: dict[Key, tuple[str, str | None, bytes]] = {}  # key -> (resourceVersion, owner, JSON)
         self._children: defaultdict[Key, set[str]] = defaultdict(set)  # (namespace, owner) -> names
@@ -141,7 +153,8 @@ class Informer:
             else:
                 owner = self._store(key, obj)
                 self._deleted.pop(key, None)
-        self._changed(key[0], owner)
+        if self._trigger(type_, obj):
+            self._changed(key[0], owner)
 
     # Listing and watching -------------------------------------------------------------------------------------
 
@@ -176,7 +189,7 @@ class Informer:
         listed: dict[Key, dict] = {}
         token = None
         while True:
-            query = [("labelSelector", self.label_selector), ("limit", str(PAGE_SIZE))]
+            query = self._selector() + [("limit", str(PAGE_SIZE))]
             try:
                 page = kube.call("GET", path, query=query + ([("continue", token)] if token else []))
             except ApiException as e:
@@ -199,11 +212,16 @@ class Informer:
             for key, obj in listed.items():
                 entry = self._objects.get(key)
                 if entry is None or entry[0] != obj["metadata"].get("resourceVersion"):
-                    changed.append((key[0], self._store(key, obj)))
+                    owner = self._store(key, obj)
+                    if self._trigger("ADDED" if entry is None else "MODIFIED", obj):
+                        changed.append((key[0], owner))
         self._scope_synced()
         for ns, owner in dict.fromkeys(changed):
             self._changed(ns, owner)
         return page["metadata"]["resourceVersion"]
+
+    def _selector(self) -> list[tuple[str, str]]:
+        return [("labelSelector", self.label_selector)] if self.label_selector else []
 
     def _scope_synced(self) -> None:
         with self._lock:
@@ -215,7 +233,7 @@ class Informer:
     def _watch(self, namespace: str | None, version: str) -> str:
         """Apply the watch's events until the server ends it; returns the version to resume from."""
         path = kube.api_path(self.api_version, kube.PLURALS[self.kind], namespace)
-        query = [("labelSelector", self.label_selector), ("watch", "true"), ("resourceVersion", version),
+        query = self._selector() + [("watch", "true"), ("resourceVersion", version),
                  ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(WATCH_SECONDS))]
         try:
             response = kube.request("GET", path, query=query, timeout=(30, WATCH_SECONDS + 30))

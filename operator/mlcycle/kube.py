@@ -81,6 +81,15 @@ def error_message(error: ApiException) -> str:
         return str(error.reason)
 
 
+def namespace_terminating(error: ApiException) -> bool:
+    """Whether the apiserver refused a write because the namespace is being deleted."""
+    try:
+        causes = (json.loads(error.body).get("details") or {}).get("causes") or []
+    except (TypeError, ValueError):
+        return False
+    return error.status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def apply(obj: dict, force: bool = True) -> dict:
     """Server-side apply one object (create or update; a no-op when nothing changed)."""
     meta = obj["metadata"]
