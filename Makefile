@@ -88,6 +88,8 @@ kind-up:
 
 bench: install tools
 	$(BIN)/python -m mlcycle.bench.trainingjobs
+	$(BIN)/python -m mlcycle.bench.footprint
+	$(BIN)/python -m mlcycle.bench.idle
 
 clean: stack-down
 	rm -rf .local

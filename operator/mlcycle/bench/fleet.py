@@ -18,6 +18,7 @@ from pathlib import Path
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlcycle import clock
 from mlcycle.api.labels import VERIFICATION_ANNOTATION
 from mlcycle.localdev import background
 from mlcycle.localdev import cluster as cluster_mod
@@ -76,18 +77,35 @@ class Fleet:
             tj["spec"].pop("registerModel")
         self.create("trainingjobs", jobs)
 
-    def model_versions(self, namespace: str, count: int, per_model: int = 10) -> None:
-        versions = []
-        for i in range(count):
-            artifact = {"uri": f"s3://models/m{i // per_model}/v{i % per_model}/model.pt", "format": "torchscript"}
+    def model_versions(self, prefix: str, count: int, per_model: int = 10, per_namespace: int = 50) -> list[str]:
+        """`count` ModelVersions as an earlier operator left them once verified (the record in the annotation, the
+        ArtifactVerified condition in status), `per_namespace` in each of new namespaces; returns those."""
+        namespaces = [self.namespace(prefix) for _ in range(-(-count // per_namespace))]
+        verified = {"type": "ArtifactVerified", "status": "True", "reason": "Verified", "message": "verified",
+                    "lastTransitionTime": clock.now_iso()}
+
+        def one(i: int) -> None:
+            namespace, model, version = namespaces[i // per_namespace], f"m{i // per_model}", i % per_model + 1
+            artifact = {"uri": f"s3://models/{model}/v{version}/model.pt", "format": "torchscript"}
             record = {"for": fingerprint(artifact, SIGNATURE), "etag": "0123"}
-            versions.append({"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion",
-                             "metadata": {"name": f"m{i // per_model}-v{i % per_model + 1}", "namespace": namespace,
-                                          "annotations": {VERIFICATION_ANNOTATION: json.dumps(record)}},
-                             "spec": {"modelName": f"m{i // per_model}", "version": i % per_model + 1,
-                                      "artifact": artifact, "signature": SIGNATURE,
-                                      "storage": {"secretRef": {"name": SECRET}}}})
-        self.create("modelversions", versions)
+            mv = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelVersion",
+                  "metadata": {"name": f"{model}-v{version}", "namespace": namespace,
+                               "annotations": {VERIFICATION_ANNOTATION: json.dumps(record)}},
+                  "spec": {"modelName": model, "version": version, "artifact": artifact, "signature": SIGNATURE,
+                           "storage": {"secretRef": {"name": SECRET}}}}
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions", mv)
+            self.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, "modelversions",
+                                                              mv["metadata"]["name"],
+                                                              {"status": {"conditions": [verified]}})
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(one, range(count)))
+        return namespaces
+
+    def wait_all_phases(self, namespaces: list[str], count: int, plural: str) -> None:
+        """Until `count` objects across `namespaces` have a phase."""
+        while sum(sum(1 for p in self.phases(ns, plural).values() if p) for ns in namespaces) < count:
+            time.sleep(2)
 
     def inference_services(self, namespace: str, count: int) -> None:
         self.create("inferenceservices", [inference_service(f"isvc-{i}", namespace, SECRET, model=f"m{i}")
@@ -109,6 +127,11 @@ class Fleet:
                 poke()
             time.sleep(2)
         raise TimeoutError(f"{plural} in {namespace}: not {count} in {phases} after {timeout:.0f}s")
+
+    def wait_pods(self, namespace: str, count: int) -> None:
+        """Until the namespace has `count` pods (read raw: the typed models of thousands of pods are slow)."""
+        while len(json.loads(self.core.list_namespaced_pod(namespace, _preload_content=False).data)["items"]) < count:
+            time.sleep(5)
 
     def finish_pods(self, namespace: str) -> None:
         """kwok's pod-complete stage finishes pods with this label (localdev/kwok-config.yaml)."""

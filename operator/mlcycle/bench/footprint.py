@@ -1,6 +1,7 @@
-"""The operator's memory with 5,000 resources across the three kinds: TrainingJobs running on kwok nodes (each
-with its Job and pod), ModelVersions already verified, a few InferenceServices. Prints the operator's RSS
-empty, peak and settled; with --tracemalloc, where its Python memory is by source file.
+"""The operator's memory with 5,000 resources across the three kinds: TrainingJobs on kwok nodes (each with its
+Job and pod, running or unschedulable), ModelVersions already verified (50 to a namespace: a ModelVersion
+reconcile still lists its whole namespace), a few InferenceServices. Prints the operator's RSS empty, peak and
+settled; with --tracemalloc, where its Python memory is by source file.
 
     .venv/bin/python -m mlcycle.bench.footprint [--trainingjobs 1200 --modelversions 1390 --inferenceservices 10]
         [--operator-source OTHER_CHECKOUT/operator] [--tracemalloc]
@@ -35,10 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     empty, _ = operator.rss_mib()
     started = time.monotonic()
     fleet.trainingjobs(namespace, args.trainingjobs)
-    fleet.model_versions(namespace, args.modelversions)
+    versions = fleet.model_versions("footprint-mv", args.modelversions)
     fleet.inference_services(namespace, args.inferenceservices)
-    fleet.wait_phases(namespace, args.trainingjobs, {"Running"})
-    fleet.wait_phases(namespace, args.modelversions, None, plural="modelversions")
+    # kwok's nodes run 110 pods each: the other workers stay Pending (unschedulable), but exist all the same.
+    fleet.wait_phases(namespace, args.trainingjobs, {"Pending", "Running"})
+    fleet.wait_pods(namespace, args.trainingjobs)
+    fleet.wait_all_phases(versions, args.modelversions, "modelversions")
     converged = time.monotonic() - started
     operator.settle()
     current, peak = operator.rss_mib()
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         time.sleep(1)
     operator.stop()
-    fleet.delete_namespace(namespace)
+    for ns in [namespace, *versions]:
+        fleet.delete_namespace(ns)
     total = 3 * args.trainingjobs + args.modelversions + args.inferenceservices
     print(f"Operator memory with {total} resources: {args.trainingjobs} TrainingJobs (+ as many Jobs and pods), "
           f"{args.modelversions} ModelVersions, {args.inferenceservices} InferenceServices"

@@ -39,14 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-source", type=Path, help="run this operator/ directory's code (a baseline)")
     args = parser.parse_args(argv)
     fleet = Fleet()
-    namespaces = [fleet.namespace(p) for p in ("idle-done", "idle-run", "idle-mv", "idle-done2")]
-    done, running, versions, done2 = namespaces
+    namespaces = [fleet.namespace(p) for p in ("idle-done", "idle-run", "idle-done2")]
+    done, running, done2 = namespaces
     operator = Operator(fleet, args.operator_source)
     finished(fleet, done, args.finished, "done")
     fleet.trainingjobs(running, args.running, "run")
     fleet.wait_phases(running, args.running, {"Running"})
-    fleet.model_versions(versions, args.modelversions)
-    fleet.wait_phases(versions, args.modelversions, None, plural="modelversions")
+    versions = fleet.model_versions("idle-mv", args.modelversions)
+    namespaces += versions
+    fleet.wait_all_phases(versions, args.modelversions, "modelversions")
     operator.settle()
     results = [(args.finished, window(fleet, args.window))]
     finished(fleet, done2, args.finished, "done2")
