@@ -116,7 +116,7 @@ class Fleet:
         return {o["metadata"]["name"]: (o.get("status") or {}).get("phase") for o in items}
 
     def wait_phases(self, namespace: str, count: int, phases: set | None, plural: str = "trainingjobs",
-                    timeout: float = 1800, poke=None) -> float:
+                    timeout: float = 1200, poke=None) -> float:
         """Seconds until `count` objects have a phase in `phases` (None: any phase); `poke()` runs between looks."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
@@ -135,10 +135,20 @@ class Fleet:
 
     def finish_pods(self, namespace: str) -> None:
         """kwok's pod-complete stage finishes pods with this label (localdev/kwok-config.yaml)."""
-        self.cluster.kubectl_run("label", "pods", "--all", "-n", namespace, "mlcycle.io/kwok-complete=true",
-                                 "--overwrite", check=False)
+        self.cluster.kubectl_run("label", "pods", "-l", "!mlcycle.io/kwok-complete", "-n", namespace,
+                                 "mlcycle.io/kwok-complete=true", check=False)
 
     def delete_namespace(self, namespace: str) -> None:
+        """Delete it with the operator stopped: ModelVersions' finalizers (kopf's, for their deletion handler)
+        would hold it Terminating, so they are removed first (nothing of theirs is in storage)."""
+        versions = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions")["items"]
+
+        def release(mv: dict) -> None:
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions",
+                                                       mv["metadata"]["name"], {"metadata": {"finalizers": None}})
+
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(release, versions))
         self.core.delete_namespace(namespace)
 
     def apiserver_requests(self) -> dict[tuple[str, str], float]:

@@ -1,5 +1,6 @@
 """What the idle operator costs the apiserver: requests per minute with running and finished TrainingJobs and
-verified ModelVersions, nothing changing, counted by the apiserver itself (apiserver_request_total: it has no
+verified ModelVersions, nothing changing (running: unfinished, their pods running or unschedulable on kwok's
+nodes), counted by the apiserver itself (apiserver_request_total: it has no
 user-agent label, so the same window is measured again with the operator stopped, and the difference is the
 operator's). Measured at two numbers of finished TrainingJobs: the figure must not grow with them.
 
@@ -25,8 +26,8 @@ def window(fleet: Fleet, seconds: float) -> dict[tuple[str, str], float]:
 
 
 def finished(fleet: Fleet, namespace: str, count: int, prefix: str) -> None:
+    """`count` TrainingJobs run to the end (kwok's nodes run 110 pods each: they finish in turns)."""
     fleet.trainingjobs(namespace, count, prefix)
-    fleet.wait_phases(namespace, count, {"Running"})
     fleet.wait_phases(namespace, count, {"Succeeded"}, poke=lambda: fleet.finish_pods(namespace))
 
 
@@ -41,13 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     fleet = Fleet()
     namespaces = [fleet.namespace(p) for p in ("idle-done", "idle-run", "idle-done2")]
     done, running, done2 = namespaces
-    operator = Operator(fleet, args.operator_source)
-    finished(fleet, done, args.finished, "done")
-    fleet.trainingjobs(running, args.running, "run")
-    fleet.wait_phases(running, args.running, {"Running"})
+    # The versions first, as an earlier operator left them: this one finds them at its start.
     versions = fleet.model_versions("idle-mv", args.modelversions)
     namespaces += versions
+    operator = Operator(fleet, args.operator_source)
     fleet.wait_all_phases(versions, args.modelversions, "modelversions")
+    finished(fleet, done, args.finished, "done")
+    fleet.trainingjobs(running, args.running, "run")
+    fleet.wait_phases(running, args.running, {"Pending", "Running"})
     operator.settle()
     results = [(args.finished, window(fleet, args.window))]
     finished(fleet, done2, args.finished, "done2")

@@ -112,6 +112,11 @@ def _reconcile(namespace: str, name: str, fresh: bool = False) -> None:
                 raise
             # What admission let through but the Job or Service refuses: said in status, not retried blindly.
             invalid = [f"the apiserver refuses the children this spec asks for: {kube.error_message(e)}"]
+        if job is not None and observed is None and not invalid:
+            # Created just now: the Job's own watch event brings the reconcile that writes status. In a burst,
+            # that puts every new TrainingJob's Job before the statuses (the resync is only a safety net).
+            reconcile.later(namespace, name, RESYNC_SECONDS)
+            return
     if job is not None:
         children = pods.children(namespace, name)
     missing = _missing_references(namespace, spec) if job is not None and not children else []
