@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator
 
 from kubernetes.client.rest import ApiException
 
-from mlcycle import kube
+from mlcycle import kube, memory
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 300  # the server ends each watch after this long; the informer resumes at once
-PAGE_SIZE = 500
+PAGE_SIZE = 100  # a page of whole objects is what a listing holds at once
 SYNC_TIMEOUT_SECONDS = 120.0
 # How long a deletion seen by the watch keeps `remember` from putting back an object the operator wrote
 # just before (the write's answer can arrive after the watch's DELETED).
@@ -117,13 +117,18 @@ class Informer:
     # Writing (the informer's threads) ---------------------------------------------------------------------
 
     def _store(self, key: Key, obj: dict) -> str | None:
-        owner = self._owner(obj)
+        return self._put(key, self._entry(obj))
+
+    def _entry(self, obj: dict) -> tuple[str, str | None, bytes]:
+        return (obj["metadata"].get("resourceVersion", ""), self._owner(obj),
+                json.dumps(self._slim(obj), separators=(",", ":")).encode())
+
+    def _put(self, key: Key, entry: tuple[str, str | None, bytes]) -> str | None:
         self._drop(key)
-        self._objects[key] = (obj["metadata"].get("resourceVersion", ""), owner,
-                              json.dumps(self._slim(obj), separators=(",", ":")).encode())
-        if owner is not None:
-            self._children[(key[0], owner)].add(key[1])
-        return owner
+        self._objects[key] = entry
+        if entry[1] is not None:
+            self._children[(key[0], entry[1])].add(key[1])
+        return entry[1]
 
     def _drop(self, key: Key) -> str | None:
         entry = self._objects.pop(key, None)
@@ -184,9 +189,10 @@ class Informer:
                 time.sleep(delay)
 
     def _list(self, namespace: str | None) -> str:
-        """Replace this scope's store with a fresh listing; on_change for what differs. Returns its version."""
+        """Replace this scope's store with a fresh listing; on_change for what differs. Returns its version.
+        Each page is slimmed as it arrives, so a listing never holds more than one page of whole objects."""
         path = kube.api_path(self.api_version, kube.PLURALS[self.kind], namespace)
-        listed: dict[Key, dict] = {}
+        listed: dict[Key, tuple[tuple[str, str | None, bytes], bool]] = {}  # key -> (entry, trigger)
         token = None
         while True:
             query = self._selector() + [("limit", str(PAGE_SIZE))]
@@ -196,11 +202,14 @@ class Informer:
                 if e.status == 410:  # the continue token expired: list again from the start
                     raise Gone() from e
                 raise
-            for obj in page.get("items", []):
+            for obj in page.pop("items", None) or []:
                 # A list's items lack apiVersion and kind, which a GET and a watch event have (and a desired
                 # manifest compares).
-                listed[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = {
-                    "apiVersion": self.api_version, "kind": self.kind, **obj}
+                obj = {"apiVersion": self.api_version, "kind": self.kind, **obj}
+                key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
+                with self._lock:
+                    known = key in self._objects
+                listed[key] = (self._entry(obj), self._trigger("MODIFIED" if known else "ADDED", obj))
             token = page["metadata"].get("continue")
             if not token:
                 break
@@ -209,15 +218,16 @@ class Informer:
             gone = [k for k in self._objects if (namespace is None or k[0] == namespace) and k not in listed]
             for key in gone:
                 changed.append((key[0], self._drop(key)))
-            for key, obj in listed.items():
-                entry = self._objects.get(key)
-                if entry is None or entry[0] != obj["metadata"].get("resourceVersion"):
-                    owner = self._store(key, obj)
-                    if self._trigger("ADDED" if entry is None else "MODIFIED", obj):
-                        changed.append((key[0], owner))
+            for key, (entry, trigger) in listed.items():
+                old = self._objects.get(key)
+                if old is None or old[0] != entry[0]:
+                    self._put(key, entry)
+                    if trigger:
+                        changed.append((key[0], entry[1]))
         self._scope_synced()
         for ns, owner in dict.fromkeys(changed):
             self._changed(ns, owner)
+        memory.release_freed()
         return page["metadata"]["resourceVersion"]
 
     def _selector(self) -> list[tuple[str, str]]:

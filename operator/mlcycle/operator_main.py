@@ -10,7 +10,7 @@ import threading
 
 import kopf
 
-from mlcycle import informer, leader, metrics
+from mlcycle import informer, leader, memory, metrics
 from mlcycle.api.base import GROUP
 from mlcycle.api.labels import FINALIZER
 
@@ -80,6 +80,7 @@ async def _run(args: argparse.Namespace) -> None:
                                   args.lease_duration, args.renew_deadline, args.retry_period)
         await _standby(args.health_port, leading)
     informer.start_all(args.namespace)
+    memory.release_periodically()
     await kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
