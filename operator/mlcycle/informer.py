@@ -154,7 +154,11 @@ class Informer:
         with self._lock:
             if type_ == "DELETED":
                 owner = self._drop(key) or self._owner(obj)
-                self._deleted[key] = time.monotonic()
+                now = time.monotonic()
+                # Oldest first (insertion order): forget the deletions too old to matter.
+                while self._deleted and now - next(iter(self._deleted.values())) >= TOMBSTONE_SECONDS:
+                    del self._deleted[next(iter(self._deleted))]
+                self._deleted[key] = now
             else:
                 owner = self._store(key, obj)
                 self._deleted.pop(key, None)

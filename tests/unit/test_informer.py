@@ -68,3 +68,15 @@ def test_remember_fills_a_gap_but_never_overrides_the_watch(monkeypatch):
     pods._apply_event("DELETED", _pod("new", "tj", rv="6"))
     pods.remember(_pod("new", "tj", rv="4"))  # the answer to a write that came after the watch's deletion
     assert pods.get("ns", "new") is None
+
+
+def test_old_deletions_are_forgotten(monkeypatch):
+    pods, _ = _informer(monkeypatch)
+    clock = [1000.0]
+    monkeypatch.setattr(informer.time, "monotonic", lambda: clock[0])
+    pods._apply_event("DELETED", _pod("a", "tj"))
+    clock[0] += informer.TOMBSTONE_SECONDS + 1
+    pods._apply_event("DELETED", _pod("b", "tj"))
+    assert list(pods._deleted) == [("ns", "b")]  # a's is gone: the store does not grow with every deletion
+    pods.remember(_pod("a", "tj"))
+    assert pods.get("ns", "a") is not None
