@@ -187,8 +187,9 @@ class Operator:
         return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
                    if s.name == "mlcycle_reconcile_total")
 
-    def settle(self, quiet: float = 20, timeout: float = 900) -> None:
-        """Wait until no reconcile ran for `quiet` seconds."""
+    def settle(self, quiet: float = 20, timeout: float = 90) -> None:
+        """Wait until no reconcile ran for `quiet` seconds, `timeout` at most (unfinished TrainingJobs resync
+        every minute: with many of them some reconcile is always running)."""
         last, since, deadline = self.reconciles(), time.monotonic(), time.monotonic() + timeout
         while time.monotonic() - since < quiet and time.monotonic() < deadline:
             time.sleep(2)
