@@ -14,12 +14,22 @@ import threading
 import time
 
 TRIM_SECONDS = 60.0
+M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+ARENAS = 2
 
 try:
     _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     _libc.malloc_trim  # noqa: B018  (glibc only; elsewhere nothing is trimmed)
 except (OSError, AttributeError):
     _libc = None
+
+
+def limit_arenas(arenas: int = ARENAS) -> None:
+    """At most `arenas` malloc arenas for all threads (glibc's default is 8 per core): what one thread frees,
+    another reuses, instead of each reconcile and watch thread growing a heap of its own. Call before the
+    threads start (what MALLOC_ARENA_MAX does from the environment)."""
+    if _libc is not None:
+        _libc.mallopt(M_ARENA_MAX, arenas)
 
 
 def release_freed() -> None:

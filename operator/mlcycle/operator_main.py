@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    memory.limit_arenas()  # before any thread starts
     import mlcycle.handlers  # noqa: F401  (registers the handlers with kopf)
 
     metrics.serve(args.metrics_port)
