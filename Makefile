@@ -89,6 +89,8 @@ kind-up:
 bench: install tools
 	$(BIN)/python -m mlcycle.bench.trainingjobs
 	$(BIN)/python -m mlcycle.bench.modelversions
+	$(BIN)/python -m mlcycle.bench.footprint
+	$(BIN)/python -m mlcycle.bench.idle
 
 clean: stack-down
 	rm -rf .local

@@ -30,8 +30,11 @@ MAX_RETRY_SECONDS = 300.0
 
 
 class Coalescer:
-    def __init__(self, reconcile: Callable[[str, str], None], what: str, workers: int = 4):
+    def __init__(self, reconcile: Callable[[str, str], None], what: str, workers: int = 4,
+                 on_failure: Callable[[str, str, Exception, float], None] | None = None):
+        """`on_failure(namespace, name, error, delay)` reports a failed pool reconcile, retried after `delay`."""
         self._reconcile = reconcile
+        self._on_failure = on_failure
         self._what = what
         self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._waiting: set[tuple[str, str]] = set()
@@ -78,12 +81,14 @@ class Coalescer:
             try:
                 self(*key)
                 self._failures.pop(key, None)
-            except Exception:
+            except Exception as e:
                 # Nothing else would retry a scheduled reconcile: try again later, backing off.
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(2.0 ** failures, MAX_RETRY_SECONDS)
                 log.exception("%s %s/%s: reconcile failed; retrying in %.0fs", self._what, *key, delay)
                 self.later(*key, delay)
+                if self._on_failure:
+                    self._on_failure(*key, e, delay)
             with self._guard:
                 if key not in self._again:
                     self._running.discard(key)

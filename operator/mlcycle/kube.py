@@ -39,7 +39,7 @@ def context_namespace() -> str:
         return "default"
 
 
-def _path(api_version: str, kind_plural: str, namespace: str | None, name: str | None = None) -> str:
+def api_path(api_version: str, kind_plural: str, namespace: str | None, name: str | None = None) -> str:
     base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
     ns = f"/namespaces/{namespace}" if namespace else ""
     return f"{base}{ns}/{kind_plural}" + (f"/{name}" if name else "")
@@ -53,16 +53,23 @@ PLURALS = {"Job": "jobs", "Service": "services", "Pod": "pods", "ModelVersion": 
            "PriorityClass": "priorityclasses"}
 
 
-def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):
-    """One request; the decoded JSON answer, or ApiException for an error status."""
+def request(method: str, path: str, body=None, content_type: str = "application/json", query=None,
+            timeout: float | tuple[float, float] = 60):
+    """One request, its answer not yet read (a watch reads it as a stream); ApiException for an error status."""
     api = api_client()
     method_, url, headers, body_, _ = api.param_serialize(
         method, path, query_params=query or [], body=body, auth_settings=["BearerToken"],
         header_params={"Content-Type": content_type, "Accept": "application/json"})
-    response = api.call_api(method_, url, header_params=headers, body=body_, _request_timeout=60)
-    data = response.read()
+    response = api.call_api(method_, url, header_params=headers, body=body_, _request_timeout=timeout)
     if not 200 <= response.status < 300:
-        raise ApiException(status=response.status, reason=response.reason, body=data.decode(errors="replace"))
+        raise ApiException(status=response.status, reason=response.reason,
+                           body=response.read().decode(errors="replace"))
+    return response
+
+
+def call(method: str, path: str, body=None, content_type: str = "application/json", query=None):
+    """One request; the decoded JSON answer, or ApiException for an error status."""
+    data = request(method, path, body, content_type, query).read()
     return json.loads(data) if data else None
 
 
@@ -74,10 +81,19 @@ def error_message(error: ApiException) -> str:
         return str(error.reason)
 
 
+def namespace_terminating(error: ApiException) -> bool:
+    """Whether the apiserver refused a write because the namespace is being deleted."""
+    try:
+        causes = (json.loads(error.body).get("details") or {}).get("causes") or []
+    except (TypeError, ValueError):
+        return False
+    return error.status == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+
+
 def apply(obj: dict, force: bool = True) -> dict:
     """Server-side apply one object (create or update; a no-op when nothing changed)."""
     meta = obj["metadata"]
-    path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
+    path = api_path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace"), meta["name"])
     query = [("fieldManager", FIELD_MANAGER), ("force", "true" if force else "false")]
     return call("PATCH", path, obj, "application/apply-patch+yaml", query)
 
@@ -90,7 +106,7 @@ def ensure(desired: dict, observed: dict | None) -> dict:
 
 def get(api_version: str, kind: str, namespace: str | None, name: str) -> dict | None:
     try:
-        return call("GET", _path(api_version, PLURALS[kind], namespace, name))
+        return call("GET", api_path(api_version, PLURALS[kind], namespace, name))
     except ApiException as e:
         if e.status == 404:
             return None
@@ -104,12 +120,12 @@ def selector(labels: dict[str, str]) -> str:
 
 def list_(api_version: str, kind: str, namespace: str | None, label_selector: str | None = None) -> list[dict]:
     query = [("labelSelector", label_selector)] if label_selector else []
-    return call("GET", _path(api_version, PLURALS[kind], namespace), query=query).get("items", [])
+    return call("GET", api_path(api_version, PLURALS[kind], namespace), query=query).get("items", [])
 
 
 def delete(api_version: str, kind: str, namespace: str | None, name: str, propagation: str = "Background"):
     try:
-        return call("DELETE", _path(api_version, PLURALS[kind], namespace, name),
+        return call("DELETE", api_path(api_version, PLURALS[kind], namespace, name),
                     {"propagationPolicy": propagation})
     except ApiException as e:
         if e.status != 404:
@@ -144,7 +160,7 @@ def write_status(obj: dict, status: dict) -> dict | None:
     if not status_changed(obj.get("status") or {}, status):
         return None
     meta = obj["metadata"]
-    path = _path(obj["apiVersion"], PLURALS[obj["kind"]], meta["namespace"], meta["name"]) + "/status"
+    path = api_path(obj["apiVersion"], PLURALS[obj["kind"]], meta["namespace"], meta["name"]) + "/status"
     patch = [{"op": "add", "path": "/status", "value": _pruned(status)}]
     if meta.get("resourceVersion"):
         # Optimistic concurrency: status computed from this version of the object replaces only this version
@@ -160,7 +176,7 @@ def write_status(obj: dict, status: dict) -> dict | None:
 
 def add_status_fields(api_version: str, kind: str, namespace: str, name: str, fields: dict) -> None:
     """Add fields to a status, leaving the rest as it is (a merge patch, which creates status if needed)."""
-    call("PATCH", _path(api_version, PLURALS[kind], namespace, name) + "/status", {"status": fields},
+    call("PATCH", api_path(api_version, PLURALS[kind], namespace, name) + "/status", {"status": fields},
          "application/merge-patch+json")
 
 
@@ -168,7 +184,7 @@ def create(obj: dict) -> dict | None:
     """Create; None when it already exists (callers that need create-once semantics use this)."""
     meta = obj["metadata"]
     try:
-        return call("POST", _path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace")), obj)
+        return call("POST", api_path(obj["apiVersion"], PLURALS[obj["kind"]], meta.get("namespace")), obj)
     except ApiException as e:
         if e.status == 409:
             return None
@@ -196,7 +212,7 @@ def post_event(obj: dict, type_: str, reason: str, message: str) -> None:
              "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "mlcycle"}}
     try:
         if create(event) is None:  # a repeat
-            path = _path("v1", "events", meta["namespace"], name)
+            path = api_path("v1", "events", meta["namespace"], name)
             current = call("GET", path)
             call("PATCH", path, {"count": (current.get("count") or 1) + 1, "lastTimestamp": now,
                                  "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]}},

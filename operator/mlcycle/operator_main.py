@@ -10,9 +10,9 @@ import threading
 
 import kopf
 
-from mlcycle import leader, metrics
+from mlcycle import informer, leader, memory, metrics
 from mlcycle.api.base import GROUP
-from mlcycle.api.labels import FINALIZER
+from mlcycle.api.labels import FINALIZER, INFERENCESERVICE, MODELVERSION_UID
 
 EXIT_GRACE_SECONDS = 1.0
 
@@ -33,6 +33,11 @@ def configure(settings: kopf.OperatorSettings, **_) -> None:
     settings.networking.request_timeout = 60
     settings.posting.level = logging.WARNING  # our own transitions are posted explicitly
     settings.execution.max_workers = 16
+    # kopf's child watches are each for one kind's children (TrainingJobs' own go through mlcycle.informer):
+    # the apiserver filters them, so the cluster's other Jobs and pods never reach the operator.
+    settings.watching.label_selectors["batch", "v1", "jobs"] = MODELVERSION_UID
+    settings.watching.label_selectors["", "v1", "pods"] = INFERENCESERVICE
+    settings.watching.label_selectors["apps", "v1", "deployments"] = INFERENCESERVICE
     # Handlers only hand work to the kinds' pools (mlcycle.coalesce), so a stopping watcher's queue drains at
     # once; kopf's default 2 s wait for it counts against the pod's grace period on SIGTERM.
     settings.batching.exit_timeout = 0.5
@@ -67,6 +72,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    memory.limit_arenas()  # before any thread starts
     import mlcycle.handlers  # noqa: F401  (registers the handlers with kopf)
 
     metrics.serve(args.metrics_port)
@@ -79,6 +85,8 @@ async def _run(args: argparse.Namespace) -> None:
         leading = leader.campaign(args.lease_name, args.lease_namespace, leader.default_identity(),
                                   args.lease_duration, args.renew_deadline, args.retry_period)
         await _standby(args.health_port, leading)
+    informer.start_all(args.namespace)
+    memory.release_periodically()
     await kopf.operator(
         clusterwide=not args.namespace,
         namespaces=args.namespace,

@@ -75,7 +75,10 @@ def test_a_failing_scheduled_reconcile_is_retried():
             raise RuntimeError("apiserver away")
         healed.set()
 
-    c = Coalescer(reconcile, "Test")
+    reported = []
+    c = Coalescer(reconcile, "Test", on_failure=lambda ns, name, error, delay: reported.append((name, str(error),
+                                                                                               delay)))
     c.submit("ns", "a")
     assert healed.wait(10)
     assert attempts == ["a", "a"]
+    assert reported == [("a", "apiserver away", 2.0)]  # reported once, with the delay of its retry

@@ -1,3 +1,7 @@
+import json
+
+from kubernetes.client.rest import ApiException
+
 from mlcycle import kube
 
 
@@ -16,3 +20,13 @@ def test_repeats_of_an_event_share_one_name_and_other_events_do_not():
                 "boom"), kube.event_name({"metadata": {**obj["metadata"], "uid": "u2"}}, "Warning", "Failed",
                                          "boom")}) == 4
     assert len(kube.event_name({"metadata": {**obj["metadata"], "name": "x" * 253}}, "W", "R", "m")) <= 253
+
+
+def test_a_refusal_because_the_namespace_is_being_deleted_is_told_apart():
+    def refusal(status, reason):
+        return ApiException(status=status, reason="x", body=json.dumps(
+            {"kind": "Status", "code": status, "details": {"causes": [{"reason": reason}]}}))
+
+    assert kube.namespace_terminating(refusal(403, "NamespaceTerminating"))
+    assert not kube.namespace_terminating(refusal(403, "Forbidden"))
+    assert not kube.namespace_terminating(ApiException(status=403, reason="Forbidden", body="not json"))

@@ -65,7 +65,7 @@ def retried(kind: str, target: Callable[[dict], tuple[str, str]] = _own):
                 log.exception("%s %s/%s: %s failed (attempt %d); retrying in %.0fs", kind, namespace, name,
                               fn.__name__, attempt, delay)
                 metrics.HANDLER_FAILURES.labels(kind, type(e).__name__).inc()
-                _report(kind, namespace, name, failure_message(fn.__name__, e, delay))
+                report(kind, namespace, name, failure_message(fn.__name__, e, delay))
                 if "event" not in kwargs:
                     raise  # a timer or a deletion handler: kopf retries it
                 _schedule(key, generation, delay, handler, kwargs)
@@ -73,7 +73,7 @@ def retried(kind: str, target: Callable[[dict], tuple[str, str]] = _own):
             with _guard:
                 failed_before = _attempts.pop(key, None)
             if failed_before or _synced_false(kwargs.get("status") if target is _own else None):
-                _report(kind, namespace, name, None)
+                report(kind, namespace, name, None)
             return result
 
         return handler
@@ -112,7 +112,7 @@ def _synced_false(status) -> bool:
     return bool(cond) and cond.get("status") == "False"
 
 
-def _report(kind: str, namespace: str, name: str, message: str | None) -> None:
+def report(kind: str, namespace: str, name: str, message: str | None) -> None:
     """Write Synced (False with `message`, or True when `message` is None) and, on failure, a Warning event.
     Best effort: the apiserver may be what failed."""
     try:

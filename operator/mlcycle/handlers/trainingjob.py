@@ -1,6 +1,6 @@
-"""kopf entry points for TrainingJob. Level-based: every event of a TrainingJob, its Job or its pods leads
-to one `reconcile(namespace, name)`, which reads what is, applies what should be, and writes status only
-when it changed. Running it twice, or after a restart, changes nothing."""
+"""TrainingJob's controller: informers of the TrainingJobs and their children. Level-based: every event of a
+TrainingJob, its Job, Service or pods leads to one `reconcile(namespace, name)`, which reads what is, applies
+what should be, and writes status only when it changed. Running it twice, or after a restart, changes nothing."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ import json
 import logging
 from datetime import UTC, datetime
 
-import kopf
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from mlcycle import images, kube, metrics, redaction, storage
+from mlcycle import images, informer, kube, metrics, redaction, storage
 from mlcycle.api import labels as keys
-from mlcycle.api.base import API_VERSION, GROUP, VERSION, field_errors
-from mlcycle.api.trainingjob import KIND, PLURAL, VALIDATE_DATA_CONTAINER, TrainingJobSpec
+from mlcycle.api.base import API_VERSION, field_errors
+from mlcycle.api.trainingjob import KIND, VALIDATE_DATA_CONTAINER, TrainingJobSpec
 from mlcycle.clients import s3
 from mlcycle.coalesce import Coalescer
-from mlcycle.conditions import condition, merge_conditions
-from mlcycle.handlers.failures import backoff, retried
+from mlcycle.conditions import SYNCED, condition, find, merge_conditions, synced
+from mlcycle.handlers import failures
+from mlcycle.handlers.failures import backoff
 from mlcycle.trainingjob import datavalidation, manifests, registration
-from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, training_status, ttl_expired
+from mlcycle.trainingjob.status import RESYNC_SECONDS, next_reconcile, observed_pod, training_status, ttl_expired
 
 log = logging.getLogger(__name__)
 CONFLICT_RETRIES = 3
@@ -35,79 +35,97 @@ def _reconcile_with_retries(namespace: str, name: str) -> None:
     with metrics.reconciling(KIND):
         for attempt in range(CONFLICT_RETRIES):
             try:
-                return _reconcile(namespace, name)
+                # A conflict means the cached TrainingJob was behind its status write: read it afresh.
+                return _reconcile(namespace, name, fresh=attempt > 0)
             except kube.Conflict:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
 
 
+def _report_failure(namespace: str, name: str, error: Exception, delay: float) -> None:
+    metrics.HANDLER_FAILURES.labels(KIND, type(error).__name__).inc()
+    failures.report(KIND, namespace, name, failures.failure_message("reconcile", error, delay))
+
+
 # No kopf timers: they would put kopf's finalizer on every TrainingJob, and deleting one (or its namespace)
 # would wait for a running operator. TTL, registration retries and resyncs are scheduled here instead.
 # Reconciles run on a pool of the TrainingJobs' own, so other kinds' slow work never delays them.
-reconcile = Coalescer(_reconcile_with_retries, KIND, workers=8)
+reconcile = Coalescer(_reconcile_with_retries, KIND, workers=8, on_failure=_report_failure)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-@reconcile.offloaded(lambda kwargs: (kwargs["namespace"], kwargs["name"], kwargs["type"] == "DELETED",
-                                     kwargs["body"]["metadata"].get("generation")))
-@retried(KIND)
-def on_trainingjob_event(type, namespace, name, body, **_):
-    if type == "DELETED":
-        reconcile.forget(namespace, name)
-        _registration_failures.pop((namespace, name), None)
-    elif type == "MODIFIED" and (body.get("status") or {}).get("observedGeneration") == body["metadata"]["generation"]:
-        # The spec did not change since the last reconcile: this is (mostly) our own status write. Children's
-        # events, the scheduled reconciles and a restart's initial listing cover everything else.
-        return
-    else:
-        reconcile(namespace, name)
+def _spec_changed(type_: str, tj: dict) -> bool:
+    """Whether a TrainingJob's event needs a reconcile: not when only its status changed since the last one
+    (mostly our own status write). Children's events, the scheduled reconciles and a restart's listing cover
+    everything else."""
+    return type_ != "MODIFIED" or (tj.get("status") or {}).get("observedGeneration") != tj["metadata"].get(
+        "generation")
 
 
-def _owner(kwargs: dict) -> tuple[str, str]:
+# TrainingJobs through an informer of our own, not kopf: kopf would keep per-object state for each and a
+# reconcile would GET the object it just saw; here each is held once, as compact JSON, and read from memory.
+trainingjobs = informer.Informer(API_VERSION, KIND, None, lambda tj: tj["metadata"]["name"], reconcile.submit,
+                                 trigger=_spec_changed)
+
+
+def _owner(child: dict) -> str | None:
     """The TrainingJob of a child. The label value may be a cut name (names.label_value); the annotation has
     the whole one."""
-    return kwargs["namespace"], (kwargs.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or kwargs[
-        "labels"][manifests.LABEL]
+    meta = child["metadata"]
+    return (meta.get("annotations") or {}).get(keys.OWNER_NAME_ANNOTATION) or (meta.get("labels") or {}).get(
+        manifests.LABEL)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={manifests.LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={manifests.LABEL: kopf.PRESENT})
-@reconcile.offloaded(_owner)
-@retried(KIND, target=_owner)
-def on_child_event(namespace, labels, annotations, **_):
-    reconcile(*_owner({"namespace": namespace, "labels": labels, "annotations": annotations}))
+# The children, label-selected by the apiserver and kept in memory (mlcycle.informer): a change of one
+# reconciles its TrainingJob, and reconciles read them here instead of a GET and a LIST each.
+jobs = informer.Informer("batch/v1", "Job", manifests.LABEL, _owner, reconcile.submit)
+services = informer.Informer("v1", "Service", manifests.LABEL, _owner, reconcile.submit)
+pods = informer.Informer("v1", "Pod", manifests.LABEL, _owner, reconcile.submit, slim=observed_pod)
 
 
-def _reconcile(namespace: str, name: str) -> None:
-    body = kube.get(API_VERSION, KIND, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
+def _reconcile(namespace: str, name: str, fresh: bool = False) -> None:
+    body = kube.get(API_VERSION, KIND, namespace, name) if fresh else trainingjobs.get(namespace, name)
+    if body is None:  # deleted: nothing to clean up (owner references remove the children)
+        reconcile.forget(namespace, name)
+        _registration_failures.pop((namespace, name), None)
+        return
+    if body["metadata"].get("deletionTimestamp"):
         return
     meta, old = body["metadata"], body.get("status") or {}
     spec, invalid = _parse(body["spec"])
 
-    job, pods = None, []
+    job, children = None, []
     if not invalid:
         try:
             # The chart's image (MLCYCLE_IMAGE) for a new Job; an existing Job keeps its own across an operator
             # upgrade (a Job's pod template cannot change).
-            observed = kube.get("batch/v1", "Job", namespace, manifests.child_name(name))
+            observed = jobs.get(namespace, manifests.child_name(name))
             image = manifests.job_image(observed)
             validator = manifests.job_image(observed, VALIDATE_DATA_CONTAINER) or images.mlcycle_image()
-            job = kube.ensure(manifests.desired_job(name, namespace, meta["uid"], spec,
-                                                    image or images.mlcycle_image(), validator,
-                                                    _validation_reference(namespace, spec, observed)), observed)
+            job = _ensure(jobs, manifests.desired_job(name, namespace, meta["uid"], spec,
+                                                      image or images.mlcycle_image(), validator,
+                                                      _validation_reference(namespace, spec, observed)), observed)
             service = manifests.desired_service(name, namespace, meta["uid"], spec)
             if service:
-                kube.ensure(service, kube.get("v1", "Service", namespace, service["metadata"]["name"]))
+                _ensure(services, service, services.get(namespace, service["metadata"]["name"]))
         except ApiException as e:
+            if kube.namespace_terminating(e):
+                return  # the TrainingJob goes with its namespace: nothing to create, no failure to report
             if e.status not in (400, 422):
                 raise
             # What admission let through but the Job or Service refuses: said in status, not retried blindly.
             invalid = [f"the apiserver refuses the children this spec asks for: {kube.error_message(e)}"]
+        if job is not None and observed is None and not invalid:
+            # Created just now: the Job's own watch event brings the reconcile that writes status. In a burst,
+            # that puts every new TrainingJob's Job before the statuses (the resync is only a safety net).
+            reconcile.later(namespace, name, RESYNC_SECONDS)
+            return
     if job is not None:
-        pods = kube.list_("v1", "Pod", namespace, kube.selector(manifests.selector(name)))
-    missing = _missing_references(namespace, spec) if job is not None and not pods else []
-    status = training_status(spec, meta["generation"], job, pods, old, invalid, missing)
+        children = pods.children(namespace, name)
+    missing = _missing_references(namespace, spec) if job is not None and not children else []
+    status = training_status(spec, meta["generation"], job, children, old, invalid, missing)
+    if (find(status["conditions"], SYNCED) or {}).get("status") == "False":
+        # A reconcile that failed earlier (failures.report) succeeded now.
+        status["conditions"] = merge_conditions(status["conditions"], [synced(None, meta["generation"])])
 
     registration_retry = None
     if registration.due(spec, status):
@@ -131,6 +149,15 @@ def _reconcile(namespace: str, name: str) -> None:
             metrics.TRAINING_TRANSITIONS.labels(status["phase"]).inc()
             kube.post_event(body, "Warning" if status["phase"] == "Failed" else "Normal", status["phase"],
                             status["message"])
+
+
+def _ensure(cache: informer.Informer, desired: dict, observed: dict | None) -> dict:
+    """kube.ensure, and what it wrote kept until the watch brings it: the next reconcile must not take a Job
+    just created for missing."""
+    child = kube.ensure(desired, observed)
+    if child is not observed:
+        cache.remember(child)
+    return child
 
 
 def _registration_retry(key: tuple[str, str], still_due: bool) -> float | None:

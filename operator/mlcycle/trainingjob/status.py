@@ -24,6 +24,16 @@ FINISHED = ("Succeeded", "Failed")
 RESYNC_SECONDS = 60.0
 
 
+def observed_pod(pod: dict) -> dict:
+    """The parts of a pod that a TrainingJob's status is computed from (what the operator keeps of each pod)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    return {"apiVersion": pod.get("apiVersion"), "kind": pod.get("kind"),
+            "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations", "resourceVersion")
+                         if k in meta},
+            "status": {k: status[k] for k in ("phase", "conditions", "initContainerStatuses", "containerStatuses")
+                       if k in status}}
+
+
 def pod_problem(pod: dict) -> tuple[str, str] | None:
     """(reason, message) for a pod that cannot make progress or has failed, as a person would want it."""
     status = pod.get("status", {})
