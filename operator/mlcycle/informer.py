@@ -5,9 +5,10 @@ reconciles read instead of a GET or LIST each.
 Why not kopf's own watch: a handler's `labels=` filter runs client-side, so every Job and pod of the cluster
 would reach the operator and hold a slot of kopf's per-object state; kopf's server-side selectors
 (settings.watching.label_selectors) are one per resource, and the TrainingJobs' Jobs and the verification
-Jobs carry different labels (kopf's Job watch is selected on the verification Jobs' label: operator_main). Why not kubernetes.informer.SharedInformer: it deserialises every event into the
-client's typed models (the memory and CPU this module saves), has neither a transform to slim an object nor
-an index by owner, and with raw objects it loses the resourceVersion it resumes from.
+Jobs carry different labels (kopf's Job watch is selected on the verification Jobs' label: operator_main).
+Why not kubernetes.informer.SharedInformer: it deserialises every event into the client's typed models (the
+memory and CPU this module saves), has neither a transform to slim an object nor an index by owner, and with
+raw objects it loses the resourceVersion it resumes from.
 
 An informer lists (in pages), then watches from the list's resourceVersion, resumes from the last event's
 (bookmarks included) when a watch ends, and lists again when the apiserver says that version is gone (410).

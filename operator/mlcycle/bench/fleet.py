@@ -31,6 +31,7 @@ from mlcycle.modelversion.verification import fingerprint
 GROUP, VERSION = "mlcycle.io", "v1alpha1"
 THREADS = 8
 SECRET = "bench-s3"
+PODS_PER_NODE = 110  # kubelet's default, as localdev.cluster.fake_node declares it
 SIGNATURE = {"inputs": [{"name": "x", "dtype": "FP32", "shape": [-1, 4]}],
              "outputs": [{"name": "probs", "dtype": "FP32", "shape": [-1, 3]}]}
 # Run the operator under tracemalloc; SIGUSR1 writes where its Python memory is, by file, to MLCYCLE_TRACEMALLOC_OUT.
@@ -55,6 +56,16 @@ class Fleet:
         install_crds(self.cluster)
         self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
         self.core, self.custom = client.CoreV1Api(self.api), client.CustomObjectsApi(self.api)
+
+    def nodes(self, pods: int) -> list[str]:
+        """Extra kwok nodes with room for `pods` more running pods: the cluster's own three hold 330 pods and
+        16 CPUs for CPU-only workers, so a thousand running TrainingJobs would leave no room for others to run."""
+        names = [f"bench-{uuid.uuid4().hex[:6]}" for _ in range(-(-pods // PODS_PER_NODE))]
+        self.cluster.apply(*(cluster_mod.fake_node(name, cpu="256", memory="2Ti") for name in names))
+        return names
+
+    def delete_nodes(self, names: list[str]) -> None:
+        self.cluster.kubectl_run("delete", "nodes", *names, "--wait=false", check=False)
 
     def namespace(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"

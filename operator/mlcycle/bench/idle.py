@@ -1,6 +1,6 @@
 """What the idle operator costs the apiserver: requests per minute with running and finished TrainingJobs and
-verified ModelVersions, nothing changing (running: unfinished, their pods running or unschedulable on kwok's
-nodes), counted by the apiserver itself (apiserver_request_total: it has no
+verified ModelVersions, nothing changing (running: unfinished, their pods Running on kwok nodes added for the
+benchmark), counted by the apiserver itself (apiserver_request_total: it has no
 user-agent label, so the same window is measured again with the operator stopped, and the difference is the
 operator's). Measured at two numbers of finished TrainingJobs: the figure must not grow with them.
 
@@ -14,7 +14,7 @@ import argparse
 import time
 from pathlib import Path
 
-from mlcycle.bench.fleet import Fleet, Operator, load
+from mlcycle.bench.fleet import PODS_PER_NODE, Fleet, Operator, load
 
 
 def window(fleet: Fleet, seconds: float) -> dict[tuple[str, str], float]:
@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator-source", type=Path, help="run this operator/ directory's code (a baseline)")
     args = parser.parse_args(argv)
     fleet = Fleet()
+    # Room for every running job's pod and a finished batch's pods besides (they finish in turns).
+    nodes = fleet.nodes(args.running + 2 * PODS_PER_NODE)
     namespaces = [fleet.namespace(p) for p in ("idle-done", "idle-run", "idle-done2")]
     done, running, done2 = namespaces
     # The versions first, as an earlier operator left them: this one finds them at its start.
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     background = window(fleet, args.window)
     for namespace in namespaces:
         fleet.delete_namespace(namespace)
+    fleet.delete_nodes(nodes)
 
     per_minute = 60.0 / args.window
     quiet = sum(background.values()) * per_minute
