@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     finished(fleet, done, args.finished, "done")
     fleet.trainingjobs(running, args.running, "run")
     fleet.wait_phases(running, args.running, {"Pending", "Running"})
+    fleet.wait_pods(running, args.running)  # the Job controller creates pods for a while: not idle until then
     operator.settle()
     results = [(args.finished, window(fleet, args.window))]
     finished(fleet, done2, args.finished, "done2")
