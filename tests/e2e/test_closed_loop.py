@@ -6,7 +6,6 @@ rollout → promoted; predictions now come from v2. The cooldown holds across an
 from __future__ import annotations
 
 import io
-import json
 import time
 import uuid
 
@@ -15,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from kubeview import condition, kubectl_json
 from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import (
@@ -34,17 +34,8 @@ def rows_of(data: bytes) -> np.ndarray:
     return np.array(feature_rows(data), dtype=np.float32)
 
 
-def kubectl_json(cluster, *args):
-    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
 def status_of(cluster, ns) -> dict:
     return (kubectl_json(cluster, "inferenceservice", "loop", "-n", ns) or {}).get("status") or {}
-
-
-def condition(status: dict, type_: str) -> dict:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 def retrains(cluster, ns) -> list[dict]:

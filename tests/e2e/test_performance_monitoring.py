@@ -7,7 +7,6 @@ PerformanceDegraded condition and the gauges, and retrains on degradation."""
 from __future__ import annotations
 
 import io
-import json
 import urllib.request
 import uuid
 
@@ -16,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from kubeview import condition, kubectl_json
 from mlcycle.localdev.cluster import service_backend
 from mlcycle.localdev.dev import RUNTIME_LABEL, RUNTIME_TOLERATION
 from mlcycle.localdev.sample import CLASSES, FEATURES, iris_like_csv, storage_secret, training_job
@@ -28,17 +28,8 @@ REQUESTS = 120
 THRESHOLD = 0.7
 
 
-def kubectl_json(cluster, *args):
-    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
-    return json.loads(r.stdout) if r.returncode == 0 else None
-
-
 def status_of(cluster, ns) -> dict:
     return (kubectl_json(cluster, "inferenceservice", "quality", "-n", ns) or {}).get("status") or {}
-
-
-def condition(status: dict, type_: str) -> dict:
-    return next((c for c in status.get("conditions") or [] if c["type"] == type_), {})
 
 
 def retrains(cluster, ns) -> list[dict]:

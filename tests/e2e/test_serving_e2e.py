@@ -17,6 +17,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 import yaml
 
+from kubeview import kubectl_json
 from mlcycle.api.inferenceservice import AGENT_PORT
 from mlcycle.clients import s3
 from mlcycle.localdev.cluster import service_backend
@@ -54,11 +55,6 @@ with open(out + ".tmp", "w") as f:
     json.dump({"ok": ok, "failed": failed, "errors": errors[:20], "outputs": outputs}, f)
 os.rename(out + ".tmp", out)
 """
-
-
-def kubectl_json(cluster, *args):
-    r = cluster.kubectl_run("get", *args, "-o", "json", check=False)
-    return json.loads(r.stdout) if r.returncode == 0 else None
 
 
 def apply(cluster, *objs):
